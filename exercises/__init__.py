@@ -1,0 +1,1 @@
+"""The bundled exercise bank: one YAML file per exercise (shipped as package data)."""

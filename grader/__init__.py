@@ -1,0 +1,1 @@
+"""The grader: reads exercises and submissions, checks answers against the reference, reports."""

@@ -1,0 +1,1 @@
+"""Renderers: turn a report model into text, JSON, JUnit, Gradescope, Markdown or CSV."""
