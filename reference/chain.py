@@ -67,8 +67,8 @@ class Chain:
 
     def __init__(self, variables: Sequence[str], definitions: Mapping[str, sympy.Expr]) -> None:
         self.variables: tuple[str, ...] = tuple(variables)
+        _check_names(self.variables, tuple(definitions))
         given = self.variables + tuple(definitions)
-        _check_unique(self.variables, tuple(definitions))
         known = set(given)
         self._definitions: dict[str, sympy.Expr] = {}
         self._inputs: dict[str, tuple[str, ...]] = {}
@@ -114,10 +114,11 @@ class Chain:
     def backward(self, of: str) -> dict[str, sympy.Expr]:
         """d(of)/d(name) for every name, as backpropagation computes it.
 
-        The adjoint of `of` is 1. Visiting nodes from the last defined to the first, each node
-        passes its adjoint times its local derivative to each of its inputs, so a node's adjoint
-        is complete before it is passed on. The adjoint of a defined name treats that name as
-        independent; the adjoint of a variable is the total derivative.
+        The adjoint of `of` is 1. Visiting nodes in reverse topological order, each node passes
+        its adjoint times its local derivative to each of its inputs, so a node's adjoint is
+        complete before it is passed on; a node with adjoint 0 has nothing to pass. The adjoint
+        of a defined name treats that name as independent; that of a variable is the total
+        derivative. Adjoints are summed in each node's own symbols and expanded at the end.
         """
         self._check(of)
         adjoints = {name: sympy.S.Zero for name in self.variables + self.names}
@@ -174,7 +175,7 @@ class Chain:
             raise ValueError(f"{name!r} is neither a free variable nor a defined name")
 
 
-def _check_unique(variables: tuple[str, ...], defined: tuple[str, ...]) -> None:
+def _check_names(variables: tuple[str, ...], defined: tuple[str, ...]) -> None:
     for name in variables + defined:
         if not isinstance(name, str) or not name:
             raise ValueError(f"names must be non-empty strings, not {name!r}")
