@@ -40,3 +40,14 @@ class MathSyntaxError(GraderError):
 
 class BudgetExceeded(GraderError):
     """A check ran past its time budget and was stopped."""
+
+
+class InvalidFiles(GraderError):
+    """Several problems found at once (validation reports every problem, not only the first)."""
+
+    def __init__(self, problems: list[InputError]):
+        self.problems = problems
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(problem) for problem in self.problems)

@@ -1,0 +1,411 @@
+"""Grading: the one place that wires parse, reference, equivalence, sandbox and diagnosis together.
+
+Data flows one way: exercise models -> compiled references -> checks -> report model.
+Every part is graded on its own: a bad answer (unreadable, hostile, too slow, or
+code that crashes) becomes that part's status and never stops the others.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy
+
+from grader import arrays, diagnosis
+from grader.bank import Entry
+from grader.budget import DEFAULT_BUDGET, time_budget
+from grader.compile import Compiled, PartReference, compile_exercise
+from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample_points, values_close, VALUE_REL_TOL
+from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
+from grader.loader import Document
+from grader.models import Exercise, Part
+from grader.parse import parse_expression, parse_vector, to_text
+from grader.report import ExerciseResult, PartResult, Report, total
+from grader.sandbox import CallResult, Limits, Sandbox
+from grader.variants import Value, draw
+from reference.backprop import gradient_step, init_params, numerical_gradient, sample_batch
+
+if TYPE_CHECKING:
+    from grader.submit import Prepared
+
+MAX_ANSWER_CHARS = 1000
+"""Longer answers are shown truncated in reports (the parser refuses them anyway)."""
+
+
+@dataclass
+class Options:
+    """How to grade: the per-check budget, code limits, and whether to attach worked solutions."""
+
+    budget: float = DEFAULT_BUDGET
+    limits: Limits = field(default_factory=Limits)
+    explain: bool = False
+
+
+def seed_of(*words: str) -> int:
+    """A stable seed from words (student, exercise, part): same draw on every machine."""
+    return int.from_bytes(hashlib.sha256("\x00".join(words).encode()).digest()[:8], "big")
+
+
+# ---------------------------------------------------------------- compiled references, cached
+
+_COMPILED: dict[tuple, Compiled] = {}
+
+
+def compiled_for(entry: Entry, params: dict[str, Value]) -> Compiled:
+    """Reference results per (exercise file, variant), computed once per process."""
+    key = (entry.path, entry.exercise.id, tuple(sorted(params.items())))
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_exercise(entry.exercise, params, entry.doc)
+    return _COMPILED[key]
+
+
+@dataclass
+class Oracle:
+    """One reference expression compiled for fast evaluation, with its sample points and values."""
+
+    variables: list[sympy.Symbol]
+    points: list
+    values: list
+
+
+_ORACLES: dict[tuple, Oracle] = {}
+
+
+def oracle(expr: sympy.Expr, variables: list[sympy.Symbol], seed: int) -> Oracle:
+    key = (expr, tuple(variables), seed)
+    if key not in _ORACLES:
+        fn = RealFunction(expr, variables)
+        points = sample_points(fn, len(variables), seed=seed)
+        _ORACLES[key] = Oracle(variables, points, evaluate(fn, points))
+    return _ORACLES[key]
+
+
+def judge(expr: sympy.Expr, answer: sympy.Expr, variables: list[sympy.Symbol], seed: int) -> tuple[Verdict, Oracle, list]:
+    """Compare an answer with a reference on the reference's real domain."""
+    ref = oracle(expr, variables, seed)
+    values = evaluate(RealFunction(answer, variables), ref.points)
+    return compare(ref.values, values, ref.points, variables), ref, values
+
+
+# ---------------------------------------------------------------- one part
+
+def _result(part: Part, status: str, feedback: str, answer: Any = None, fraction: float = 0.0, **extra: Any) -> PartResult:
+    shown = None if answer is None else _show(answer)
+    return PartResult(
+        id=part.id, status=status, score=round(part.points * fraction, 6), max_score=part.points,
+        answer=shown, feedback=feedback, **extra,
+    )
+
+
+def _show(answer: Any) -> str:
+    text = answer if isinstance(answer, str) else str(answer)
+    return text if len(text) <= MAX_ANSWER_CHARS else text[:MAX_ANSWER_CHARS] + "…"
+
+
+def grade_part(compiled: Compiled, ref: PartReference, answer: Any, student: str, options: Options,
+               sandbox: Sandbox | None = None) -> PartResult:
+    """Grade one part; every failure becomes this part's status."""
+    part = ref.part
+    seed = seed_of(compiled.exercise.id, part.id)
+    try:
+        if part.answer == "backprop":
+            result = _grade_backprop(compiled, part, student, sandbox)
+        elif part.answer == "function":
+            result = _grade_function(compiled, ref, seed, sandbox)
+        elif answer is None or (isinstance(answer, str) and not answer.strip()):
+            result = _result(part, "missing", "No answer given.")
+        else:
+            with time_budget(options.budget):
+                result = _grade_typed(compiled, ref, answer, seed)
+    except BudgetExceeded:
+        result = _result(part, "timeout", f"Checking this answer took longer than {options.budget:g} s, so it was stopped.", answer)
+    except MathSyntaxError as exc:
+        result = _result(part, "invalid", f"Could not read your answer: {exc}", answer)
+    if options.explain and result.status != "correct" and compiled.exercise.solution:
+        from grader.explain import solution_lines
+
+        result.solution = solution_lines(compiled, ref)
+    return result
+
+
+def _grade_typed(compiled: Compiled, ref: PartReference, answer: Any, seed: int) -> PartResult:
+    part = ref.part
+    if part.answer == "value":
+        return _grade_value(compiled, ref, answer)
+    if part.answer == "expression":
+        if not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
+            return _result(part, "invalid", "Expected one expression, got a list.", answer)
+        expr = compiled.expand(parse_expression(str(answer), ref.allowed))
+        return _grade_expression(compiled, ref, 0, expr, answer, seed)
+    return _grade_components(compiled, ref, answer, seed)
+
+
+def _grade_expression(compiled: Compiled, ref: PartReference, index: int, expr: sympy.Expr, answer: Any, seed: int) -> PartResult:
+    part = ref.part
+    understood = to_text(expr)
+    verdict, orc, values = judge(ref.exprs[index], expr, compiled.variables, seed)
+    if verdict.equal:
+        return _result(part, "correct", "Correct.", answer, 1.0, understood=understood)
+    if verdict.reason == "no-domain":
+        raise InputError(f"{compiled.path}: part {part.id}: the reference is not real anywhere we looked")
+    found = diagnosis.diagnose_expression(compiled, ref, index, orc, values)
+    feedback = _wrong_feedback(verdict, understood, found)
+    fraction = part.partial.get(found.mistake, 0.0) if found else 0.0
+    return _result(part, "incorrect", feedback, answer, fraction, understood=understood,
+                   mistake=found.mistake if found else None)
+
+
+def _wrong_feedback(verdict: Verdict, understood: str, found: diagnosis.Finding | None) -> str:
+    lines = [f"Read your answer as: {understood}"]
+    if found:
+        lines.append(found.message)
+    if verdict.reason == "undefined":
+        lines.append(f"Your answer is not defined everywhere the derivative is: {verdict.detail}.")
+    elif verdict.detail:
+        lines.append(f"It does not match: {verdict.detail}.")
+    return "\n".join(lines)
+
+
+def _grade_value(compiled: Compiled, ref: PartReference, answer: Any) -> PartResult:
+    part = ref.part
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        return _result(part, "invalid", "Expected a number.", answer)
+    got = parse_expression(str(answer), {})
+    tolerance = part.tolerance or VALUE_REL_TOL
+    understood = to_text(got)
+    if values_close(ref.exprs[0], got, rel_tol=tolerance):
+        return _result(part, "correct", "Correct.", answer, 1.0, understood=understood)
+    found = diagnosis.diagnose_value(compiled, ref, got, tolerance)
+    lines = [f"Read your answer as: {understood}"]
+    if found:
+        lines.append(found.message)
+    lines.append(f"That is not within {tolerance:g} (relative) of the expected value.")
+    fraction = part.partial.get(found.mistake, 0.0) if found else 0.0
+    return _result(part, "incorrect", "\n".join(lines), answer, fraction, understood=understood,
+                   mistake=found.mistake if found else None)
+
+
+def _component_texts(ref: PartReference, answer: Any) -> list[Any]:
+    if isinstance(answer, list):
+        flat: list[Any] = []
+        for item in answer:
+            if isinstance(item, list) and len(ref.shape) == 2:
+                flat.extend(item)
+            elif isinstance(item, str) and len(ref.shape) == 2:
+                flat.extend(parse_vector(item, ref.allowed))
+            else:
+                flat.append(item)
+        return flat
+    if isinstance(answer, str):
+        return list(parse_vector(answer, ref.allowed))
+    return [answer]
+
+
+def _grade_components(compiled: Compiled, ref: PartReference, answer: Any, seed: int) -> PartResult:
+    """Vectors and matrices: every component on its own, credit in proportion."""
+    part = ref.part
+    items = _component_texts(ref, answer)
+    if len(items) != len(ref.exprs):
+        return _result(part, "incorrect", f"Expected {len(ref.exprs)} components, got {len(items)}.", answer)
+    labels = _labels(ref)
+    wrong, understood, mistakes = [], [], []
+    for index, item in enumerate(items):
+        if isinstance(item, sympy.Expr):
+            expr = compiled.expand(item)
+        elif isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            return _result(part, "invalid", f"Component {labels[index]} is not an expression.", answer)
+        else:
+            expr = compiled.expand(parse_expression(str(item), ref.allowed))
+        understood.append(to_text(expr))
+        one = _grade_expression(compiled, ref, index, expr, item, seed + index)
+        if one.status != "correct":
+            wrong.append(labels[index])
+            if one.mistake:
+                mistakes.append(one.mistake)
+    shown = "[" + ", ".join(understood) + "]"
+    if not wrong:
+        return _result(part, "correct", "Correct.", answer, 1.0, understood=shown)
+    fraction = (len(items) - len(wrong)) / len(items)
+    feedback = f"Read your answer as: {shown}\nWrong: {', '.join(wrong)}."
+    mistake = mistakes[0] if mistakes and len(set(mistakes)) == 1 else None
+    if mistake:
+        feedback += f"\n{diagnosis.describe(mistake)}"
+    return _result(part, "incorrect", feedback, answer, fraction, understood=shown, mistake=mistake)
+
+
+def _labels(ref: PartReference) -> list[str]:
+    if ref.derivatives and len(ref.derivatives) == len(ref.exprs):
+        return [f"d{d.of}/d{d.wrt}" for d in ref.derivatives]
+    return [f"component {i + 1}" for i in range(len(ref.exprs))]
+
+
+# ---------------------------------------------------------------- code answers
+
+def _code_failure(part: Part, call: CallResult, sandbox: Sandbox) -> PartResult:
+    status = "timeout" if call.status == "timeout" else "error"
+    output = sandbox.output or None
+    return _result(part, status, f"Your code did not return an answer: {call.message}", part.entry, output=output)
+
+
+def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: Sandbox | None) -> PartResult:
+    """Call the student's function at sampled points of the reference's domain, one float per variable."""
+    part = ref.part
+    if sandbox is None:
+        return _result(part, "missing", f"No code file with a function `{part.entry}`.")
+    variables = compiled.variables
+    oracles = [oracle(expr, variables, seed) for expr in ref.exprs]
+    points = oracles[0].points[:8]
+    expected_rows = [[float(evaluate(RealFunction(e, variables), [p])[0][0]) for e in ref.exprs] for p in points]
+    for point, expected in zip(points, expected_rows):
+        args = [float(v) for v in point]
+        call = sandbox.call(part.entry, *args)
+        if call.status != "ok":
+            return _code_failure(part, call, sandbox)
+        got = arrays.as_array(call.value)
+        want = np.array(expected if ref.shape else expected[0])
+        verdict = arrays.compare(want, got if got is not None else call.value, rel_tol=1e-6)
+        if not verdict.ok:
+            where = ", ".join(f"{v} = {a:.4g}" for v, a in zip(compiled.exercise.variables, args))
+            shown = np.array2string(got, precision=6) if got is not None else "not a number"
+            return _result(part, "incorrect",
+                           f"At {where} your function returned {shown}, expected {np.array2string(want, precision=6)} ({verdict.problem}).",
+                           part.entry, output=sandbox.output or None)
+    return _result(part, "correct", f"Correct at {len(points)} sampled points.", part.entry, 1.0, output=sandbox.output or None)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The data a backprop part hands to the student: plain float64 arrays, seeded by student and exercise."""
+
+    params: dict[str, np.ndarray]
+    x: np.ndarray
+    y: np.ndarray
+    expected: dict[str, np.ndarray]
+
+
+_DRAWS: dict[tuple, Draw] = {}
+
+
+def backprop_draw(compiled: Compiled, part: Part, student: str) -> Draw:
+    key = (compiled.path, compiled.exercise.id, part.id, student)
+    if key not in _DRAWS:
+        network = compiled.network
+        assert network is not None and compiled.exercise.network is not None
+        rng = np.random.default_rng(seed_of(student, compiled.exercise.id, part.id))
+        params = init_params(network, rng)
+        x, y = sample_batch(network, compiled.exercise.network.batch, rng, params)
+        grads = network.backward(params, x, y)
+        numeric = numerical_gradient(network, params, x, y)
+        for name, grad in grads.items():
+            if not arrays.close(grad, numeric[name], rel_tol=1e-5):
+                raise GraderError(f"{compiled.path}: reference gradient {name} disagrees with finite differences")
+        expected = gradient_step(params, grads, part.update.lr) if part.update else grads
+        _DRAWS[key] = Draw(params, x, y, expected)
+    return _DRAWS[key]
+
+
+def _grade_backprop(compiled: Compiled, part: Part, student: str, sandbox: Sandbox | None) -> PartResult:
+    """Each parameter is its own verdict; credit in proportion to the right ones."""
+    if sandbox is None:
+        return _result(part, "missing", f"No code file with a function `{part.entry}`.")
+    data = backprop_draw(compiled, part, student)
+    args: list[Any] = [data.params, data.x, data.y] + ([part.update.lr] if part.update else [])
+    first = sandbox.call(part.entry, *args)
+    if first.status != "ok":
+        return _code_failure(part, first, sandbox)
+    second = sandbox.call(part.entry, *args)
+    if second.status != "ok":
+        return _code_failure(part, second, sandbox)
+    what = "updated parameter" if part.update else "gradient"
+    if not isinstance(first.value, dict):
+        return _result(part, "incorrect", f"`{part.entry}` must return a dict mapping {', '.join(data.expected)} to arrays.",
+                       part.entry, output=sandbox.output or None,
+                       gradients={name: "incorrect" for name in data.expected})
+    verdicts: dict[str, str] = {}
+    lines: list[str] = []
+    got_arrays: dict[str, np.ndarray] = {}
+    for name, want in data.expected.items():
+        if name not in first.value:
+            verdicts[name] = "missing"
+            lines.append(f"{name}: missing from the returned dict.")
+            continue
+        verdict = arrays.compare(want, first.value[name])
+        again = arrays.compare(want, second.value[name]) if isinstance(second.value, dict) and name in second.value else verdict
+        if verdict.ok and not again.ok:
+            verdicts[name] = "incorrect"
+            lines.append(f"{name}: a second call with the same inputs returned something else (state kept between calls?).")
+            continue
+        verdicts[name] = "correct" if verdict.ok else "incorrect"
+        if not verdict.ok:
+            lines.append(f"{name} {verdict.problem}.")
+            array = arrays.as_array(first.value[name])
+            if array is not None:
+                got_arrays[name] = array
+    extra = sorted(set(first.value) - set(data.expected))
+    right = sum(v == "correct" for v in verdicts.values())
+    fraction = right / len(verdicts)
+    output = sandbox.output or None
+    if right == len(verdicts):
+        return _result(part, "correct", f"Every {what} is correct.", part.entry, 1.0, gradients=verdicts, output=output)
+    found = diagnosis.diagnose_backprop(compiled, part, data, got_arrays) if got_arrays else []
+    mistake = None
+    for finding in found:
+        lines.append(finding.message)
+        mistake = mistake or finding.mistake
+    if extra:
+        lines.append(f"(Ignored extra keys: {', '.join(extra)}.)")
+    if mistake and mistake in part.partial:
+        fraction = max(fraction, part.partial[mistake])
+    wrong = [n for n, v in verdicts.items() if v != "correct"]
+    feedback = f"Wrong {what}s: {', '.join(wrong)}.\n" + "\n".join(lines)
+    return _result(part, "incorrect", feedback, part.entry, fraction, gradients=verdicts, mistake=mistake, output=output)
+
+
+# ---------------------------------------------------------------- a whole submission
+
+def grade_exercise(entry: Entry, answers: dict[str, Any], student: str, options: Options, sandbox: Sandbox | None) -> ExerciseResult:
+    exercise = entry.exercise
+    compiled = compiled_for(entry, draw(exercise, student))
+    results = [grade_part(compiled, compiled.parts[p.id], answers.get(p.id), student, options, sandbox) for p in exercise.parts]
+    score, max_score = total(results)
+    return ExerciseResult(id=exercise.id, title=exercise.title, score=score, max_score=max_score, parts=results)
+
+
+def grade(prepared: "Prepared", entries: list[Entry], options: Options, progress=None) -> Report:
+    """Grade the chosen exercises for one student; each code file runs in its own sandbox, started once."""
+    student = prepared.student or ""
+    sandboxes: dict[Path, Sandbox] = {}
+    results = []
+    try:
+        for entry in entries:
+            sandbox = None
+            code = prepared.code.get(entry.exercise.id)
+            if code is not None:
+                path, source = code
+                if path not in sandboxes:
+                    sandboxes[path] = Sandbox(source, limits=options.limits).__enter__()
+                sandbox = sandboxes[path]
+            results.append(grade_exercise(entry, prepared.answers.get(entry.exercise.id, {}), student, options, sandbox))
+            if progress is not None:
+                progress()
+    finally:
+        for sandbox in sandboxes.values():
+            sandbox.__exit__(None, None, None)
+    score, max_score = total(results)
+    return Report(student=prepared.student, score=score, max_score=max_score, exercises=results, errors=prepared.problems)
+
+
+def check(expected: str, answer: str, variables: list[str], options: Options) -> PartResult:
+    """`grade check`: one-off equivalence of two expressions in the given variables."""
+    from reference.chain import symbol
+
+    exercise = Exercise(id="check", title="check", kind="composite", variables=variables or ["x"],
+                        parts=[Part(id="answer", expected=expected)])
+    entry = Entry(exercise, Document("EXPECTED", {"parts": [{"expected": expected}]}))
+    compiled = compiled_for(entry, {})
+    ref = compiled.parts["answer"]
+    ref.allowed = {v: symbol(v) for v in exercise.variables}
+    return grade_part(compiled, ref, answer, "", options)

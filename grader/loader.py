@@ -1,0 +1,145 @@
+"""Read YAML files safely into pydantic models, keeping line numbers for every message.
+
+We compose the YAML node graph ourselves (never constructing arbitrary tags), so an
+unsafe tag such as `!!python/object` is a reported mistake, not executed code, and
+every value keeps the line it came from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from grader.errors import InputError, InvalidFiles
+
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Model = TypeVar("Model", bound=BaseModel)
+MAX_FILE_BYTES = 1 << 20
+
+_SAFE = yaml.constructor.SafeConstructor()
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+
+@dataclass
+class Document:
+    """Plain data from one YAML file, with the line of every key and item."""
+
+    path: str
+    data: Any
+    lines: dict[tuple, int] = field(default_factory=dict)
+
+    def line_of(self, loc: tuple) -> int:
+        """Line of the deepest known prefix of a location such as ('parts', 0, 'points')."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return 1
+
+
+def read_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(f"file is larger than {MAX_FILE_BYTES // 1024} KB", str(path))
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such file", str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a file", str(path)) from None
+    except UnicodeDecodeError:
+        raise InputError("is not UTF-8 text", str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
+
+
+def parse_yaml(text: str, path: str) -> Document:
+    """YAML text to plain data; any syntax error or unsafe tag is an InputError with its line."""
+    try:
+        node = yaml.compose(text, Loader=Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise InputError(f"YAML syntax: {exc.problem or exc.context}", path, line) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"YAML syntax: {exc}", path) from None
+    doc = Document(path, None)
+    if node is not None:
+        doc.data = _plain(node, (), doc)
+    return doc
+
+
+def _plain(node: yaml.Node, loc: tuple, doc: Document) -> Any:
+    line = node.start_mark.line + 1
+    doc.lines.setdefault(loc, line)
+    if isinstance(node, yaml.MappingNode):
+        if node.tag != "tag:yaml.org,2002:map":
+            raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
+        result: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise InputError("YAML merge keys (<<) are not allowed", doc.path, key_node.start_mark.line + 1)
+            key = _plain(key_node, loc + ("<key>",), doc)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise InputError("mapping keys must be plain words", doc.path, key_node.start_mark.line + 1)
+            key = str(key) if not isinstance(key, str) else key
+            if key in result:
+                raise InputError(f"key '{key}' appears twice", doc.path, key_node.start_mark.line + 1)
+            doc.lines[loc + (key,)] = key_node.start_mark.line + 1
+            result[key] = _plain(value_node, loc + (key,), doc)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        if node.tag != "tag:yaml.org,2002:seq":
+            raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
+        return [_plain(item, loc + (i,), doc) for i, item in enumerate(node.value)]
+    if node.tag not in _SCALAR_TAGS:
+        raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
+    return _SAFE.yaml_constructors[node.tag](_SAFE, node)
+
+
+def validate(doc: Document, model: type[Model]) -> Model:
+    """Plain data to a model; every pydantic error becomes FILE:LINE: where: what."""
+    try:
+        return model.model_validate(doc.data if doc.data is not None else {})
+    except ValidationError as exc:
+        raise InvalidFiles([_problem(doc, error) for error in exc.errors()]) from None
+
+
+def _problem(doc: Document, error: dict) -> InputError:
+    loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith(("function-", "tagged-union"))))
+    loc = _strip_union_branches(loc)
+    where = _describe(loc)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key '{loc[-1]}'" if loc else "unknown key"
+        where = _describe(loc[:-1])
+    elif error["type"] == "missing":
+        message = f"missing required key '{loc[-1]}'"
+        where = _describe(loc[:-1])
+    text = f"{where}: {message}" if where else message
+    return InputError(text, doc.path, doc.line_of(loc))
+
+
+def _strip_union_branches(loc: tuple) -> tuple:
+    """pydantic names union branches in locations (`str`, `list[str]`, `int`); drop them."""
+    branch_words = ("str", "int", "float", "list[", "dict[", "tuple[", "bool", "is-instance", "literal[", "constrained-str")
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith(branch_words)))
+
+
+def _describe(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load(path: Path, model: type[Model]) -> tuple[Model, Document]:
+    doc = parse_yaml(read_text(path), str(path))
+    return validate(doc, model), doc

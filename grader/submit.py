@@ -1,0 +1,93 @@
+"""Read a student's submission from disk: answers.yaml, and the code files beside it.
+
+An exercise's code is read from `<exercise-id>.py` beside answers.yaml when that file
+exists, else from the answers file's `code:` entry (default `solution.py`). A mapping
+`code: {exercise-id: file}` names files per exercise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader.bank import Bank, Entry
+from grader.errors import InputError
+from grader.loader import Document, load
+from grader.models import Submission
+from grader.report import Report
+
+MAX_CODE_BYTES = 256 * 1024
+
+
+@dataclass
+class Prepared:
+    """A submission read from disk: answers, student id, code sources, problems found on the way."""
+
+    answers: dict[str, dict[str, Any]]
+    student: str | None
+    code: dict[str, tuple[Path, str]] = field(default_factory=dict)   # exercise id -> (file, source)
+    problems: list[str] = field(default_factory=list)
+
+
+def _read_code(path: Path, problems: list[str]) -> str | None:
+    try:
+        if path.stat().st_size > MAX_CODE_BYTES:
+            problems.append(f"{path}: larger than {MAX_CODE_BYTES // 1024} KB; not run")
+            return None
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot read ({type(exc).__name__})")
+        return None
+
+
+def prepare(submission: Submission, doc: Document, folder: Path, student: str | None, entries: list[Entry]) -> Prepared:
+    """Match answers to the bank's exercises and find the code of every code exercise."""
+    by_id = {e.exercise.id: e for e in entries}
+    prepared = Prepared({}, student or submission.student)
+    for exercise_id, parts in submission.answers.items():
+        line = doc.line_of(("answers", exercise_id))
+        if exercise_id not in by_id:
+            prepared.problems.append(f"{doc.path}:{line}: no exercise '{exercise_id}' is being graded; its answers were ignored")
+            continue
+        known = {p.id for p in by_id[exercise_id].exercise.parts}
+        for part_id in parts or {}:
+            if part_id not in known:
+                prepared.problems.append(f"{doc.path}:{doc.line_of(('answers', exercise_id, part_id))}: "
+                                         f"exercise '{exercise_id}' has no part '{part_id}'")
+        prepared.answers[exercise_id] = dict(parts or {})
+    default = folder / (submission.code or "solution.py")
+    sources: dict[Path, str | None] = {}
+    for entry in entries:
+        if not any(p.answer in ("function", "backprop") for p in entry.exercise.parts):
+            continue
+        own = folder / f"{entry.exercise.id}.py"
+        path = own if own.is_file() else default
+        if path not in sources:
+            sources[path] = _read_code(path, prepared.problems) if path.is_file() else None
+        if sources[path] is not None:
+            prepared.code[entry.exercise.id] = (path, sources[path])  # type: ignore[assignment]
+    if submission.code and not default.is_file():
+        prepared.problems.append(f"{doc.path}:{doc.line_of(('code',))}: code file {default} does not exist")
+    return prepared
+
+
+def read_submission(answers: Path, student: str | None, entries: list[Entry]) -> Prepared:
+    if answers.is_dir():
+        answers = answers / "answers.yaml"
+    submission, doc = load(answers, Submission)
+    return prepare(submission, doc, answers.parent, student, entries)
+
+
+def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: list[str] | None = None,
+               answered: bool = False, explain: bool = False, budget: float | None = None) -> Report:
+    """`grade submit`: read, grade, return the report model."""
+    from grader.grade import Options, grade
+
+    entries = bank.select(ids=only)
+    prepared = read_submission(answers, student, entries)
+    if answered:
+        entries = [e for e in entries if e.exercise.id in prepared.answers or e.exercise.id in prepared.code]
+        if not entries:
+            raise InputError("answers none of the bank's exercises", str(answers))
+    options = Options(explain=explain) if budget is None else Options(explain=explain, budget=budget)
+    return grade(prepared, entries, options)
