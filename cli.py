@@ -219,7 +219,7 @@ def batch(
 @app.command("ci-template")
 def ci_template(kind: str = typer.Option("github", "--kind", help="github (Actions workflow) or gradescope (run_autograder).")) -> None:
     """Print a CI recipe: a GitHub Actions workflow, or a Gradescope run_autograder script."""
-    from grader.scaffold import ci_recipe
+    from grader.ci import ci_recipe
 
     typer.echo(ci_recipe(kind), nl=False)
 
