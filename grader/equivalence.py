@@ -653,7 +653,7 @@ def _where(point: Sequence[mpmath.mpf], variables: Sequence[sympy.Symbol]) -> st
 
 def _distinct(expected: mpmath.mpf, got: mpmath.mpf) -> tuple[str, str]:
     """Both values with just enough digits to tell them apart."""
-    for digits in (4, 8, 16):
+    for digits in (4, 8, 16, 24, 32, 40):
         shown = _show(expected, digits), _show(got, digits)
         if shown[0] != shown[1]:
             return shown
