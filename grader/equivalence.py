@@ -517,9 +517,9 @@ class RealFunction:
             truth = bool(cond)
             return lambda state: truth
         if isinstance(cond, Relational):
-            compare = _COMPARISONS[cond.rel_op]
+            relation = _COMPARISONS[cond.rel_op]
             lhs, rhs = self._compile(cond.lhs), self._compile(cond.rhs)
-            return lambda state: compare(lhs(state), rhs(state))
+            return lambda state: relation(lhs(state), rhs(state))
         if isinstance(cond, (sympy.And, sympy.Or)):
             combine = all if isinstance(cond, sympy.And) else any
             parts = [self._test(arg) for arg in cond.args]
