@@ -74,13 +74,17 @@ def _number(value: Value) -> sympy.Expr:
     return sympy.Integer(value)
 
 
+def param_values(params: dict[str, Value]) -> dict[str, sympy.Expr]:
+    return {name: _number(value) for name, value in params.items()}
+
+
 class _Context:
     """Parses instructor text with the exercise's names, reporting FILE:LINE."""
 
     def __init__(self, exercise: Exercise, doc: Document | None, params: dict[str, Value]):
         self.exercise = exercise
         self.doc = doc
-        self.names: dict[str, sympy.Expr] = {name: _number(v) for name, v in params.items()}
+        self.names: dict[str, sympy.Expr] = param_values(params)
         for var in exercise.variables:
             self.names[var] = symbol(var)
 

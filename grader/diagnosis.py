@@ -90,33 +90,39 @@ def _peel_mistakes(expr: sympy.Expr, var: sympy.Symbol, depth: int = 0) -> list[
     u = step.placeholder
     outer_at_inner = step.outer_derivative.subs(u, step.inner)
     inner_text = to_text(step.inner)
-    found = [
-        Candidate("forgot-inner-derivative",
+    found = []
+    if step.inner_derivative != 1:
+        found.append(Candidate("forgot-inner-derivative",
                   f"You differentiated {to_text(step.outer)} (with {u} = {inner_text}) but did not multiply by "
                   f"the inner derivative d{u}/d{var} = {to_text(step.inner_derivative)}.",
-                  outer_at_inner),
-        Candidate("derivative-inside",
+                  outer_at_inner))
+    if u in step.outer_derivative.free_symbols:
+        found.append(Candidate("derivative-inside",
                   f"You put the inner derivative inside: you wrote {to_text(step.outer_derivative)} at {u} = "
                   f"{to_text(step.inner_derivative)} instead of multiplying {to_text(step.outer_derivative)} at "
                   f"{u} = {inner_text} by {to_text(step.inner_derivative)}.",
-                  step.outer_derivative.subs(u, step.inner_derivative)),
-        Candidate("product-of-derivatives",
+                  step.outer_derivative.subs(u, step.inner_derivative)))
+        found.append(Candidate("product-of-derivatives",
                   f"You evaluated the outer derivative {to_text(step.outer_derivative)} at {var} instead of at "
                   f"{u} = {inner_text}, then multiplied by {to_text(step.inner_derivative)}.",
-                  step.outer_derivative.subs(u, var) * step.inner_derivative),
-    ]
+                  step.outer_derivative.subs(u, var) * step.inner_derivative))
     for deeper in _peel_mistakes(step.inner, var, depth + 1):
         found.append(Candidate(deeper.mistake, deeper.message, outer_at_inner * deeper.expr))
     return found
 
 
-def _link_mistakes(path: Path, chain: Any, wrt_symbol: sympy.Symbol) -> list[Candidate]:
-    """Chain-rule mistakes along one path: a dropped inner factor, or a link differentiated wrongly."""
+def _link_mistakes(path: Path, chain: Any, wrt_symbol: sympy.Symbol, composite: bool) -> list[Candidate]:
+    """Chain-rule mistakes along one path: a dropped inner factor, or a link differentiated wrongly.
+
+    f'(g'(x)) and f'(x) g'(x) are composite-chain mistakes: only generated when the path is the only one.
+    """
     links = path.links
     subs = [link.substituted for link in links]
     found: list[Candidate] = []
     for k in range(1, len(links)):
         dropped = links[k]
+        if dropped.local == 1:
+            continue
         found.append(Candidate(
             "forgot-inner-derivative",
             f"You differentiated {links[k - 1].node} with respect to {links[k - 1].input} but did not multiply by "
@@ -128,7 +134,7 @@ def _link_mistakes(path: Path, chain: Any, wrt_symbol: sympy.Symbol) -> list[Can
                 f"You stopped the chain at d{links[k - 1].node}/d{links[k - 1].input}: the factors "
                 + " · ".join(f"d{link.node}/d{link.input}" for link in links[k:]) + " are missing.",
                 _product(subs[:k])))
-    if len(links) >= 2:
+    if composite and len(links) >= 2 and symbol(links[0].input) in links[0].local.free_symbols:
         top = links[0]
         inner = _product(subs[1:])
         placeholder = symbol(top.input)
@@ -175,7 +181,7 @@ def expression_candidates(chain: Any, derivative: Derivative) -> list[Candidate]
     wrt = symbol(derivative.wrt)
     for index, path in enumerate(paths):
         rest = [p.term for i, p in enumerate(paths) if i != index]
-        for wrong in _link_mistakes(path, chain, wrt):
+        for wrong in _link_mistakes(path, chain, wrt, composite=len(paths) == 1):
             found.append(Candidate(wrong.mistake, wrong.message, sympy.Add(wrong.expr, *rest)))
     return found
 
@@ -413,3 +419,15 @@ def diagnose_backprop(compiled: "Compiled", part: Any, data: "Draw", got: dict[s
 
 __all__ = ["Finding", "describe", "diagnose_expression", "diagnose_value", "diagnose_backprop", "expression_candidates",
            "one_hot"]
+
+
+def undetectable(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle") -> list[str]:
+    """Mistake ids whose wrong answer equals the right one in this part (validate warns about them)."""
+    if not ref.derivatives or compiled.chain is None:
+        return []
+    blind = []
+    for candidate in expression_candidates(compiled.chain, ref.derivatives[index]):
+        values = evaluate(RealFunction(ref.finish(candidate.expr), orc.variables), orc.points)
+        if _defined(values) and _matches(values, orc.values, orc) and candidate.mistake not in blind:
+            blind.append(candidate.mistake)
+    return blind

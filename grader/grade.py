@@ -31,6 +31,9 @@ from reference.backprop import gradient_step, init_params, numerical_gradient, s
 if TYPE_CHECKING:
     from grader.submit import Prepared
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""Where the grader, the reference and the bank live: student code may not read anything under it."""
+
 MAX_ANSWER_CHARS = 1000
 """Longer answers are shown truncated in reports (the parser refuses them anyway)."""
 
@@ -42,6 +45,11 @@ class Options:
     budget: float = DEFAULT_BUDGET
     limits: Limits = field(default_factory=Limits)
     explain: bool = False
+
+
+def open_sandbox(source: str, limits: Limits) -> Sandbox:
+    """A started sandbox for one code file (the caller closes it)."""
+    return Sandbox(source, limits=limits, project_root=PROJECT_ROOT).__enter__()
 
 
 def seed_of(*words: str) -> int:
@@ -386,7 +394,7 @@ def grade(prepared: "Prepared", entries: list[Entry], options: Options, progress
             if code is not None:
                 path, source = code
                 if path not in sandboxes:
-                    sandboxes[path] = Sandbox(source, limits=options.limits).__enter__()
+                    sandboxes[path] = open_sandbox(source, options.limits)
                 sandbox = sandboxes[path]
             results.append(grade_exercise(entry, prepared.answers.get(entry.exercise.id, {}), student, options, sandbox))
             if progress is not None:
