@@ -1,0 +1,229 @@
+"""`grade batch`: grade a class folder, one sub-folder per submission, in parallel worker processes.
+
+Why processes and not threads: grading is CPU-bound sympy and numpy work, and the per-check
+time budgets (grader/budget.py) use SIGALRM, which only reaches a process's main thread. Each
+worker grades one submission at a time in its main thread, and lives for the whole batch so
+the per-process caches of compiled references (grader.grade) serve every submission it gets.
+
+Why `fork` on Linux: a forked worker starts in milliseconds with sympy already imported and
+the bank already parsed by the parent; nothing is pickled. Where fork is unsafe or missing
+(macOS, Windows) we use `spawn`, and the same initializer receives the bank pickled once.
+
+The output never depends on `jobs`: entries are returned in folder-name order, and nothing
+about the run (time, process ids) goes into them.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from grader.bank import Entry, load_bank
+from grader.errors import GraderError, InputError
+from grader.grade import Options, grade
+from grader.report import BatchEntry
+from grader.submit import read_submission
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
+
+    from grader.sandbox import Limits
+
+ANSWERS_FILE = "answers.yaml"
+WORKER_DIED = "the grading process died while grading this submission (out of memory, or killed)"
+
+
+# ---------------------------------------------------------------- which folders
+
+@dataclass(frozen=True)
+class Shard:
+    """The K-th of N slices: the folder at 0-based position i of the sorted list belongs to slice (i mod N) + 1.
+
+    Round-robin by position keeps slices within one folder of each other in size, which is what a
+    CI matrix wants; every job of one run lists the same checkout, so the slices partition it.
+    """
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if match is None:
+            raise InputError(f"--shard must look like K/N (for example 1/4), got '{text}'")
+        index, count = int(match[1]), int(match[2])
+        if not 1 <= index <= count:
+            raise InputError(f"--shard K/N needs 1 <= K <= N, got '{text}'")
+        return cls(index, count)
+
+    def holds(self, position: int) -> bool:
+        return position % self.count == self.index - 1
+
+
+def submission_folders(folder: Path) -> list[Path]:
+    """Immediate sub-folders, sorted by name (code point order, the same on every machine); hidden ones skipped."""
+    if not folder.is_dir():
+        raise InputError("is not a folder of submissions", str(folder))
+    found = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    if not found:
+        raise InputError(f"has no submission folders (expected one sub-folder per student, each with {ANSWERS_FILE})", str(folder))
+    return found
+
+
+# ---------------------------------------------------------------- one submission
+
+def grade_folder(path: Path, entries: list[Entry], options: Options) -> BatchEntry:
+    """Grade one submission folder. Never raises: whatever stops it becomes the entry's `error`."""
+    try:
+        prepared = read_submission(path / ANSWERS_FILE, None, entries)
+        if not prepared.student:
+            prepared.student = path.name
+        report = grade(prepared, entries, options)
+    except GraderError as exc:
+        return BatchEntry(folder=path.name, error=_one_line(str(exc)))
+    except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
+        return BatchEntry(folder=path.name, error=f"internal error (please report it): {type(exc).__name__}: {_one_line(str(exc))}")
+    return BatchEntry(folder=path.name, report=report)
+
+
+def _one_line(message: str) -> str:
+    """Several problems (InvalidFiles) on one line, so every output format can hold the reason."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+# ---------------------------------------------------------------- worker processes
+
+@dataclass(frozen=True)
+class _Job:
+    """What every worker needs, handed over once per worker rather than once per submission."""
+
+    entries: list[Entry]
+    options: Options
+
+
+_JOB: _Job | None = None
+
+
+def _start_worker(job: _Job) -> None:
+    """Keep the job for the worker's lifetime; leave Ctrl-C to the parent, which stops the pool."""
+    global _JOB
+    _JOB = job
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _grade_in_worker(path: Path) -> BatchEntry:
+    assert _JOB is not None, "worker used before its initializer ran"
+    return grade_folder(path, _JOB.entries, _JOB.options)
+
+
+def _context() -> BaseContext:
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return multiprocessing.get_context(method)
+
+
+def _pool(job: _Job, workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_start_worker, initargs=(job,))
+
+
+def _grade_parallel(paths: list[Path], job: _Job, workers: int, tick: Callable[[], None]) -> dict[str, BatchEntry]:
+    """Grade in a pool; if a worker dies, grade the unfinished folders again one pool each to find the culprit."""
+    done: dict[str, BatchEntry] = {}
+    pool = _pool(job, workers)
+    try:
+        futures = {pool.submit(_grade_in_worker, path): path for path in paths}
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                done[path.name] = future.result()
+            except BrokenProcessPool:
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that could not be sent back
+                done[path.name] = BatchEntry(folder=path.name, error=f"internal error (please report it): {type(exc).__name__}: {exc}")
+            tick()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for path in paths:
+        if path.name not in done:
+            done[path.name] = _grade_isolated(path, job)
+            tick()
+    return done
+
+
+def _grade_isolated(path: Path, job: _Job) -> BatchEntry:
+    pool = _pool(job, 1)
+    try:
+        return pool.submit(_grade_in_worker, path).result()
+    except BrokenProcessPool:
+        return BatchEntry(folder=path.name, error=WORKER_DIED)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- progress
+
+class _Progress:
+    """`[#####     ] 12/40` on stderr, redrawn in place; silent unless asked for and stderr is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled and self.stream.isatty()
+        self.total = total
+        self.done = 0
+        self._draw()
+
+    def tick(self) -> None:
+        self.done += 1
+        self._draw()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        filled = self.WIDTH * self.done // self.total if self.total else self.WIDTH
+        self.stream.write(f"\r[{'#' * filled}{' ' * (self.WIDTH - filled)}] {self.done}/{self.total}")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------- the batch
+
+def run_batch(folder: Path, exercises: Path | None, *, jobs: int | None, shard: str | None, progress: bool,
+              limits: Limits | None = None) -> list[BatchEntry]:
+    """Grade every submission folder under `folder` (or one shard of them); entries in folder-name order.
+
+    `jobs` worker processes (default: the number of cores); with one job, or one submission,
+    grading runs in this process. `limits` bounds student code (default: the sandbox's own).
+    """
+    chosen = Shard.parse(shard) if shard is not None else None
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {jobs}")
+    paths = submission_folders(folder)
+    if chosen is not None:
+        paths = [path for position, path in enumerate(paths) if chosen.holds(position)]
+    job = _Job(load_bank(exercises).select(), Options() if limits is None else Options(limits=limits))
+    workers = min(jobs or os.cpu_count() or 1, len(paths))
+    bar = _Progress(len(paths), progress)
+    try:
+        done: dict[str, BatchEntry] = {}
+        if workers <= 1:
+            for path in paths:
+                done[path.name] = grade_folder(path, job.entries, job.options)
+                bar.tick()
+        else:
+            done = _grade_parallel(paths, job, workers, bar.tick)
+    finally:
+        bar.close()
+    return [done[path.name] for path in paths]
