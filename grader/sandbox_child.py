@@ -1,0 +1,466 @@
+"""The untrusted side of grader/sandbox.py: runs one student's solution.py and answers calls.
+
+Started by path as ``python -I sandbox_child.py REQUEST_FD RESULT_FD``, never as part of the
+project: it imports only the standard library and numpy, so nothing the grader knows (reference
+answers, scoring code) is ever loaded into the process that runs student code.
+
+Before any student code runs, the process locks itself down in layers, none trusted alone:
+
+1. resource limits: CPU seconds, address space, file size 0, few open files, no core dumps;
+2. Linux namespaces where we may create them (we run as root): no network; a private mount
+   table in which every mount is read-only and device-less, and the project root and /proc are
+   covered by empty tmpfs; then every capability is dropped so none of that can be undone;
+3. dangerous modules numpy imported (it is imported before any lock-down, so its own imports
+   work) are forgotten, and an audit hook refuses writes, reads outside the Python library directories, new processes,
+   signals, sockets, ctypes and imports of blocked modules. Audit hooks cannot be removed, but a
+   determined attacker can reach around Python-level checks; that is why layers 1 and 2 exist
+   and why the parent kills the whole process group and decodes every reply as plain data.
+
+Protocol: one JSON object per line. The parent first sends the set-up message
+``{"source", "project_root", "cpu_seconds", "memory_bytes"}``; the child answers
+``{"started": {defence: bool}}`` once locked down, then ``{"loaded": true}`` or
+``{"load_error": text}`` after running the module code. Each request
+``{"id", "entry", "args"}`` gets ``{"id", "ok": value}`` or ``{"id", "error", "traceback"}``.
+Values are tagged plain data: ``{"f": float}``, ``{"n": int}``, ``{"a": nested floats, "s": shape}``,
+``{"i": nested ints, "s": shape}``, ``{"l": [...]}``, ``{"d": {...}}``, ``{"x": type name}``;
+non-finite floats travel as the strings "inf", "-inf" and "nan".
+"""
+from __future__ import annotations
+
+import json
+import linecache
+import math
+import os
+import re
+import resource
+import stat
+import sys
+import traceback
+import types
+
+STUDENT_FILENAME = "solution.py"
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 32
+TRACEBACK_LINES = 5
+MAX_TEXT = 500
+OPEN_FILES = 64
+NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+BLOCKED_MODULES = frozenset({
+    "_multiprocessing", "_posixshmem", "_posixsubprocess", "_testbuffer", "_testcapi",
+    "_testimportmultiple", "_testinternalcapi", "_testmultiphase", "_xxinterpchannels",
+    "_xxsubinterpreters", "_xxtestfuzz", "cli", "exercises", "grader", "multiprocessing", "pty",
+    "reference", "resource",
+})
+BLOCKED_EVENTS = frozenset({
+    "fcntl.ioctl", "os.chmod", "os.chown", "os.fork", "os.forkpty", "os.kill", "os.killpg",
+    "os.link", "os.mkdir", "os.remove", "os.removexattr", "os.rename", "os.rmdir", "os.setxattr",
+    "os.symlink", "os.system", "os.truncate", "os.utime", "pty.spawn", "resource.prlimit",
+    "resource.setrlimit", "signal.pthread_kill", "subprocess.Popen",
+})
+BLOCKED_PREFIXES = (
+    "_posixsubprocess.", "ctypes.", "ftplib.", "http.", "os.exec", "os.pidfd", "os.posix_spawn",
+    "os.spawn", "shutil.", "smtplib.", "socket.", "urllib.", "webbrowser.",
+)
+PROTECTED_ATTRIBUTES = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+WRITE_MODES = frozenset("wax+")
+READABLE_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"})
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 0x20, 0x400, 0x800, 0x1000
+MS_REC, MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 0x4000, 0x40000, 0x200000, 0x1000000
+KEPT_MOUNT_OPTIONS = {
+    "noexec": MS_NOEXEC, "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME, "strictatime": MS_STRICTATIME,
+}
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+CAPABILITY_VERSION_3 = 0x20080522
+
+
+def set_limits(cpu_seconds: int, memory_bytes: int) -> None:
+    """Hard limits the kernel enforces even if every Python-level check is bypassed."""
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+
+
+def within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def library_roots(project_root: str) -> tuple[str, ...]:
+    """Directories imports read from; one that contains the project would expose it, so it is dropped."""
+    roots = []
+    for entry in sys.path:
+        if entry and os.path.isdir(entry):
+            root = os.path.realpath(entry)
+            if not within(project_root, root) and root not in roots:
+                roots.append(root)
+    return tuple(roots)
+
+
+def isolate(project_root: str, visible: tuple[str, ...]) -> dict[str, bool]:
+    """Enter new network and mount namespaces and drop capabilities; each step may fail alone."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return {"network": False, "filesystem": False, "capabilities": False}
+    return {
+        "network": libc.unshare(CLONE_NEWNET) == 0,
+        "filesystem": lock_filesystem(libc, project_root, visible),
+        "capabilities": drop_capabilities(libc, ctypes),
+    }
+
+
+def mount_points() -> list[tuple[bytes, int]]:
+    """Every mount point with the options a read-only remount must keep."""
+    with open("/proc/self/mountinfo", "rb") as table:
+        lines = table.read().splitlines()
+    unescape = re.compile(rb"\\([0-7]{3})")
+    points = []
+    for line in lines:
+        fields = line.split(b" ")
+        point = unescape.sub(lambda match: bytes([int(match.group(1), 8)]), fields[4])
+        options = fields[5].decode("ascii", "replace").split(",")
+        flags = sum(flag for name, flag in KEPT_MOUNT_OPTIONS.items() if name in options)
+        points.append((point, flags))
+    return points
+
+
+def lock_filesystem(libc, project_root: str, visible: tuple[str, ...]) -> bool:
+    """Make every mount read-only and device-less, and cover the project and /proc, in a private mount table.
+
+    The table is made private before anything is mounted: otherwise mounts would propagate back
+    to the host, so on any failure there we stop without touching a single mount.
+    """
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    complete = True
+    for point, flags in mount_points():
+        remount = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | flags
+        complete &= libc.mount(None, point, None, remount, None) == 0
+    covers = ["/proc"]
+    if project_root != "/" and not any(within(path, project_root) for path in visible):
+        covers.append(project_root)
+    else:
+        complete = False
+    for target in covers:
+        covered = libc.mount(
+            b"tmpfs", os.fsencode(target), b"tmpfs",
+            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=0555",
+        )
+        complete &= covered == 0
+    return complete
+
+
+def drop_capabilities(libc, ctypes) -> bool:
+    """Give up every capability, also for anything exec'd later, so namespaces and limits stay put."""
+    for capability in range(64):
+        libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    dropped = libc.capset(header, data) == 0
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    return dropped
+
+
+def forget_dangerous_modules() -> None:
+    """Drop blocked modules numpy already loaded, so importing them again reaches the audit hook.
+
+    _posixsubprocess starts processes without any audit event, so it is replaced by a stub:
+    libraries that merely import subprocess (numpy.testing, sympy) still load, and starting a
+    process through subprocess fails on its own audit event.
+    """
+    for name in list(sys.modules):
+        if not BLOCKED_MODULES.isdisjoint(name.split(".")):
+            del sys.modules[name]
+    stub = types.ModuleType("_posixsubprocess")
+    stub.fork_exec = refuse_fork_exec
+    sys.modules["_posixsubprocess"] = stub
+
+
+def refuse_fork_exec(*args: object) -> None:
+    raise PermissionError("the grader's sandbox forbids starting processes")
+
+
+def make_path_check(roots: tuple[str, ...], files: frozenset[str]):
+    """Build a check that resolves symlinks itself: no global names, so student code cannot swap them."""
+
+    def allowed(
+        path, _roots=roots, _files=files, _lstat=os.lstat, _readlink=os.readlink,
+        _islink=stat.S_ISLNK, _type=type, _str=str, _OSError=OSError,
+    ) -> bool:
+        if _type(path) is not _str or not path.startswith("/"):
+            return False
+        pending = path.split("/")[::-1]
+        parts = []
+        links = 0
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(name)
+            current = "/" + "/".join(parts)
+            try:
+                is_link = _islink(_lstat(current).st_mode)
+                target = _readlink(current) if is_link else ""
+            except _OSError:
+                is_link = False
+            if is_link:
+                links += 1
+                if links > 40:
+                    return False
+                parts.pop()
+                if target.startswith("/"):
+                    parts.clear()
+                pending.extend(target.split("/")[::-1])
+        resolved = "/" + "/".join(parts)
+        if resolved in _files:
+            return True
+        for root in _roots:
+            if resolved == root or resolved.startswith(root + "/"):
+                return True
+        return False
+
+    return allowed
+
+
+def make_audit_hook(allowed):
+    """The hook binds everything it uses as defaults: student code can reach no name it looks up.
+
+    Student code can still find the hook (gc, tracebacks), so rewriting the code or defaults of
+    any function defined here is refused too.
+    """
+
+    def hook(
+        event, args, _allowed=allowed, _events=BLOCKED_EVENTS, _prefixes=BLOCKED_PREFIXES,
+        _modules=BLOCKED_MODULES, _attributes=PROTECTED_ATTRIBUTES, _write_flags=WRITE_FLAGS,
+        _write_modes=WRITE_MODES, _type=type, _str=str, _int=int, _denied=PermissionError,
+        _function=types.FunctionType, _own_globals=globals(),
+    ) -> None:
+        if event == "open":
+            path, mode, flags = args
+            if mode is not None and (_type(mode) is not _str or not _write_modes.isdisjoint(mode)):
+                raise _denied("the grader's sandbox forbids writing files")
+            if _type(flags) is not _int or flags & _write_flags:
+                raise _denied("the grader's sandbox forbids writing files")
+            if _type(path) is not _int and not _allowed(path):
+                raise _denied(f"the grader's sandbox forbids reading {path!r}")
+        elif event == "os.listdir" or event == "os.scandir":
+            path = args[0]
+            if _type(path) is not _int and not _allowed(path):
+                raise _denied(f"the grader's sandbox forbids listing {path!r}")
+        elif event == "import":
+            name = args[0]
+            if _type(name) is not _str or not _modules.isdisjoint(name.split(".")):
+                raise _denied(f"the grader's sandbox forbids importing {name!r}")
+        elif event == "object.__setattr__":
+            target, attribute = args[0], args[1]
+            if _type(target) is _function and target.__globals__ is _own_globals and attribute in _attributes:
+                raise _denied("the grader's sandbox forbids rewriting its own functions")
+        elif event in _events or event.startswith(_prefixes):
+            raise _denied(f"the grader's sandbox forbids {event}")
+
+    return hook
+
+
+def describe(error: BaseException) -> str:
+    """'Type: message (line N)', the line being the last one of solution.py in the traceback."""
+    try:
+        text = str(error).strip()
+    except Exception:
+        text = "<unprintable message>"
+    line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_filename == STUDENT_FILENAME:
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    summary = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    summary = summary.splitlines()[0] if summary.strip() else type(error).__name__
+    if isinstance(line, int):
+        summary = f"{summary[:MAX_TEXT]} (line {line})"
+    return summary[:MAX_TEXT + 20]
+
+
+def traceback_tail(error: BaseException) -> str:
+    """The last lines of the traceback, starting at the student's own frames."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_frame.f_code.co_filename != STUDENT_FILENAME:
+        frame = frame.tb_next
+    try:
+        lines = "".join(traceback.format_exception(type(error), error, frame)).splitlines()
+    except Exception:
+        return ""
+    return "\n".join(line[:MAX_TEXT] for line in lines[-TRACEBACK_LINES:])
+
+
+def named(number: float):
+    if math.isfinite(number):
+        return number
+    return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
+
+
+def named_nested(items):
+    if isinstance(items, list):
+        return [named_nested(item) for item in items]
+    return named(items)
+
+
+def numpy_kit(np) -> types.SimpleNamespace:
+    """The numpy names the codec needs, taken before student code can monkeypatch the module."""
+    return types.SimpleNamespace(
+        ndarray=np.ndarray, generic=np.generic, float64=np.float64, int64=np.int64,
+        array=np.array, asarray=np.asarray, isfinite=np.isfinite,
+    )
+
+
+def encode(value, kit: types.SimpleNamespace, depth: int = 0) -> dict:
+    """Best-effort plain encoding of a student value; the parent re-validates every byte."""
+    if depth > MAX_DEPTH:
+        raise ValueError("the return value is nested too deeply")
+    kind = type(value)
+    if kind is bool or kind is int or kind is float:
+        return {"f": named(float(value))}
+    if isinstance(value, kit.generic) and value.dtype.kind in "biuf":
+        return {"f": named(float(kit.float64(value)))}
+    if isinstance(value, kit.ndarray):
+        if value.dtype.kind not in "biufO":
+            return {"x": f"ndarray of {value.dtype}"}
+        data = kit.asarray(value, dtype=kit.float64)
+        items = data.tolist()
+        if not kit.isfinite(data).all():
+            items = named_nested(items)
+        return {"a": items, "s": list(data.shape)}
+    if isinstance(value, (list, tuple)):
+        return {"l": [encode(item, kit, depth + 1) for item in value]}
+    if isinstance(value, dict) and all(type(key) is str for key in value):
+        return {"d": {key: encode(item, kit, depth + 1) for key, item in value.items()}}
+    return {"x": str(kind.__name__)[:100]}
+
+
+def decode(node, kit: types.SimpleNamespace):
+    """Arguments from the parent, which wrote them itself: arrays arrive as fresh writeable copies."""
+    ((tag, value),) = ((key, item) for key, item in node.items() if key != "s")
+    if tag == "f":
+        return NON_FINITE[value] if isinstance(value, str) else float(value)
+    if tag == "n":
+        return int(value)
+    if tag == "a":
+        return kit.array(value, dtype=kit.float64).reshape(node["s"])
+    if tag == "i":
+        return kit.array(value, dtype=kit.int64).reshape(node["s"])
+    if tag == "l":
+        return [decode(item, kit) for item in value]
+    if tag == "d":
+        return {key: decode(item, kit) for key, item in value.items()}
+    raise ValueError(f"unknown argument tag {tag!r}")
+
+
+class Channel:
+    """The two dedicated pipes; student output goes to fds 1 and 2, never here."""
+
+    def __init__(self, request_fd: int, result_fd: int) -> None:
+        self.requests = os.fdopen(request_fd, "rb")
+        self.result_fd = result_fd
+
+    def receive(self) -> dict | None:
+        line = self.requests.readline()
+        return json.loads(line) if line else None
+
+    def send(self, message: dict) -> None:
+        data = json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.result_fd, view):]
+
+
+def flush_output() -> None:
+    """Student prints must reach the output pipe before the reply that follows them."""
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def load(source: str) -> types.ModuleType:
+    """Run the module code as solution.py; tracebacks can quote it without reading any file."""
+    linecache.cache[STUDENT_FILENAME] = (len(source), None, source.splitlines(True), STUDENT_FILENAME)
+    module = types.ModuleType("solution")
+    module.__file__ = STUDENT_FILENAME
+    sys.modules["solution"] = module
+    exec(compile(source, STUDENT_FILENAME, "exec"), module.__dict__)
+    return module
+
+
+def answer(module: types.ModuleType, request: dict, kit: types.SimpleNamespace) -> dict:
+    reply = {"id": request["id"]}
+    name = request["entry"]
+    entry = module.__dict__.get(name)
+    if not callable(entry):
+        reply.update(error=f"solution.py defines no function `{name}`", traceback="")
+        return reply
+    try:
+        args = [decode(arg, kit) for arg in request["args"]]
+        reply["ok"] = encode(entry(*args), kit)
+        size = len(json.dumps(reply, allow_nan=False, separators=(",", ":")))
+        if size > MAX_REPLY_BYTES:
+            reply.pop("ok")
+            reply.update(error=f"the return value is too large ({size} bytes encoded)", traceback="")
+    except BaseException as error:
+        reply.pop("ok", None)
+        reply.update(error=describe(error), traceback=traceback_tail(error))
+    return reply
+
+
+def serve(channel: Channel, module: types.ModuleType, kit: types.SimpleNamespace) -> None:
+    while (request := channel.receive()) is not None:
+        reply = answer(module, request, kit)
+        flush_output()
+        channel.send(reply)
+
+
+def main(argv: list[str]) -> None:
+    channel = Channel(int(argv[1]), int(argv[2]))
+    setup = channel.receive()
+    set_limits(int(setup["cpu_seconds"]), int(setup["memory_bytes"]))
+    sys.dont_write_bytecode = True
+    import numpy
+
+    kit = numpy_kit(numpy)
+    project_root = os.path.realpath(setup["project_root"])
+    roots = library_roots(project_root)
+    defences = isolate(project_root, roots + (os.getcwd(),))
+    forget_dangerous_modules()
+    sys.addaudithook(make_audit_hook(make_path_check(roots, READABLE_DEVICES)))
+    defences["audit_hook"] = True
+    channel.send({"started": defences})
+    try:
+        module = load(setup["source"])
+    except BaseException as error:
+        flush_output()
+        channel.send({"load_error": "\n".join([describe(error), traceback_tail(error)]).strip()})
+        return
+    flush_output()
+    channel.send({"loaded": True})
+    serve(channel, module, kit)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
+    os._exit(0)
