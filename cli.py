@@ -229,7 +229,7 @@ def main() -> None:
     from grader.errors import GraderError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except GraderError as exc:
         typer.echo(f"error: {exc}" if "\n" not in str(exc) else str(exc), err=True)
         sys.exit(2)
@@ -239,14 +239,12 @@ def main() -> None:
         typer.echo("aborted", err=True)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: no traceback for users
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(2)
         typer.echo(f"internal error (please report it): {type(exc).__name__}: {exc}", err=True)
         sys.exit(3)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -412,8 +412,7 @@ def check(expected: str, answer: str, variables: list[str], options: Options) ->
 
     exercise = Exercise(id="check", title="check", kind="composite", variables=variables or ["x"],
                         parts=[Part(id="answer", expected=expected)])
-    entry = Entry(exercise, Document("EXPECTED", {"parts": [{"expected": expected}]}))
-    compiled = compiled_for(entry, {})
+    compiled = compile_exercise(exercise, {}, Document("EXPECTED", {"parts": [{"expected": expected}]}))
     ref = compiled.parts["answer"]
     ref.allowed = {v: symbol(v) for v in exercise.variables}
     return grade_part(compiled, ref, answer, "", options)

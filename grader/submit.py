@@ -40,14 +40,20 @@ def _read_code(path: Path, problems: list[str]) -> str | None:
         return None
 
 
-def prepare(submission: Submission, doc: Document, folder: Path, student: str | None, entries: list[Entry]) -> Prepared:
-    """Match answers to the bank's exercises and find the code of every code exercise."""
+def prepare(submission: Submission, doc: Document, folder: Path, student: str | None, entries: list[Entry],
+            bank_ids: set[str] | None = None) -> Prepared:
+    """Match answers to the exercises being graded and find the code of every code exercise.
+
+    Answers for exercises of the bank that are not being graded (`--only`) are skipped quietly;
+    answers for exercises the bank does not have are reported with their line.
+    """
     by_id = {e.exercise.id: e for e in entries}
     prepared = Prepared({}, student or submission.student)
     for exercise_id, parts in submission.answers.items():
         line = doc.line_of(("answers", exercise_id))
         if exercise_id not in by_id:
-            prepared.problems.append(f"{doc.path}:{line}: no exercise '{exercise_id}' is being graded; its answers were ignored")
+            if bank_ids is None or exercise_id not in bank_ids:
+                prepared.problems.append(f"{doc.path}:{line}: no exercise '{exercise_id}' in the bank; its answers were ignored")
             continue
         known = {p.id for p in by_id[exercise_id].exercise.parts}
         for part_id in parts or {}:
@@ -71,11 +77,11 @@ def prepare(submission: Submission, doc: Document, folder: Path, student: str | 
     return prepared
 
 
-def read_submission(answers: Path, student: str | None, entries: list[Entry]) -> Prepared:
+def read_submission(answers: Path, student: str | None, entries: list[Entry], bank_ids: set[str] | None = None) -> Prepared:
     if answers.is_dir():
         answers = answers / "answers.yaml"
     submission, doc = load(answers, Submission)
-    return prepare(submission, doc, answers.parent, student, entries)
+    return prepare(submission, doc, answers.parent, student, entries, bank_ids)
 
 
 def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: list[str] | None = None,
@@ -84,7 +90,7 @@ def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: l
     from grader.grade import Options, grade
 
     entries = bank.select(ids=only)
-    prepared = read_submission(answers, student, entries)
+    prepared = read_submission(answers, student, entries, set(bank.entries))
     if answered:
         entries = [e for e in entries if e.exercise.id in prepared.answers or e.exercise.id in prepared.code]
         if not entries:

@@ -1,0 +1,39 @@
+"""Shared helpers: run the real `grade` command line in a child process."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+def grade(*args: str, cwd: Path | None = None, timeout: float = 120) -> Run:
+    """The real CLI, as a user runs it (python cli.py == the installed `grade` entry point)."""
+    done = subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=timeout)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def parts_of(report: dict) -> dict[tuple[str, str], dict]:
+    return {(e["id"], p["id"]): p for e in report["exercises"] for p in e["parts"]}
+
+
+@pytest.fixture
+def run_grade():
+    return grade

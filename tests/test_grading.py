@@ -1,0 +1,187 @@
+"""End-to-end grading through the real `grade` command on real files (issue 2)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, ROOT, grade, parts_of
+from grader.grade import Options, check
+
+TEXTBOOK = FIXTURES / "textbook"
+
+
+def test_sample_submission_shows_every_status():
+    run = grade("submit", ROOT / "examples/sample/answers.yaml", "--format", "json")
+    assert run.code == 0, run.err
+    report = run.json()
+    assert report["student"] == "sample@example.edu"
+    statuses = {p["status"] for p in parts_of(report).values()}
+    assert {"correct", "incorrect", "invalid", "missing"} <= statuses
+    assert 0 < report["score"] < report["max_score"]
+    for exercise in report["exercises"]:
+        assert exercise["score"] == pytest.approx(sum(p["score"] for p in exercise["parts"]))
+        for part in exercise["parts"]:
+            assert set(part) >= {"id", "status", "score", "max_score", "feedback"}
+
+
+def test_textbook_answers_in_printed_form_are_all_accepted():
+    run = grade("submit", TEXTBOOK / "right.yaml", "--exercises", TEXTBOOK / "bank", "--format", "json")
+    assert run.code == 0, run.err
+    report = run.json()
+    assert report["score"] == report["max_score"], [p for p in parts_of(report).values() if p["status"] != "correct"]
+
+
+def test_textbook_mistakes_are_all_rejected():
+    run = grade("submit", TEXTBOOK / "wrong.yaml", "--exercises", TEXTBOOK / "bank", "--format", "json")
+    assert run.code == 0, run.err
+    parts = parts_of(run.json())
+    assert all(p["status"] == "incorrect" for p in parts.values()), parts
+    assert parts[("power-100", "dydx")]["mistake"] == "forgot-inner-derivative"
+    assert parts[("stewart-total", "dzdt")]["mistake"] == "missing-path"
+    assert parts[("stewart-total", "at0")]["mistake"] == "sign-error"
+
+
+def test_feedback_says_what_was_understood_and_where_it_differs():
+    run = grade("submit", TEXTBOOK / "wrong.yaml", "--exercises", TEXTBOOK / "bank", "--only", "power-100")
+    assert run.code == 0
+    assert "Read your answer as: 100*(x^3 - 1)^99" in run.out
+    assert "at x = " in run.out
+    assert "forgot-inner-derivative" in run.out
+
+
+# Tricky pairs: (expected, answer, variables, equal?)
+TRICKY = [
+    ("sec(x)^2", "1 + tan^2 x", ["x"], True),
+    ("cos(x/2)^2", "(1 + cos x)/2", ["x"], True),
+    ("sin(2x)", "2 sin x cos x", ["x"], True),
+    ("asin(x) + acos(x)", "pi/2", ["x"], True),
+    ("pi/2", "asin(x) + acos(x)", ["x"], False),
+    ("1/sqrt(1 - x^2)", "-d", ["x", "d"], False),
+    ("sqrt(x - 3)", "sqrt(x-3) |x| / x", ["x"], True),
+    ("1/(2 sqrt(x))", "sqrt(x)/(2x)", ["x"], True),
+    ("2 ln|x|", "ln(x^2)", ["x"], True),
+    ("sin(x)", "x - x^3/6 + x^5/120", ["x"], False),
+    ("x", "x + 10^-5", ["x"], False),
+    ("0", "x/10^20", ["x"], False),
+    ("pi/2", "atan(x) + atan(1/x)", ["x"], False),
+    ("(x+1)^20", "x^20 + 20x^19 + 190x^18 + 1140x^17 + 4845x^16 + 15504x^15 + 38760x^14 + 77520x^13"
+     " + 125970x^12 + 167960x^11 + 184756x^10 + 167960x^9 + 125970x^8 + 77520x^7 + 38760x^6"
+     " + 15504x^5 + 4845x^4 + 1140x^3 + 190x^2 + 20x + 1", ["x"], True),
+    ("(1 - cos x)/x^2", "2 sin^2(x/2)/x^2", ["x"], True),
+    ("2 sin(x) cos(x)", "sin^2(x)'", ["x"], None),
+    ("e^x", "exp(x)", ["x"], True),
+    ("2x", "2 x", ["x"], True),
+    ("sin(x)^2", "sin^2(x)", ["x"], True),
+    ("1/x", "ln'(x)", ["x"], None),
+    ("6x(x^2+1)^2", "6x^5 + 12x^3 + 6x", ["x"], True),
+    ("x y cos(x y^2)", "xy cos(xy^2)", ["x", "y"], True),
+]
+
+
+@pytest.mark.parametrize("expected, answer, variables, equal", TRICKY)
+def test_tricky_pairs(expected, answer, variables, equal):
+    result = check(expected, answer, variables, Options())
+    if equal is None:
+        assert result.status == "invalid"
+    else:
+        assert result.status == ("correct" if equal else "incorrect"), result.feedback
+
+
+@pytest.mark.parametrize("answer", ["diff(x^2, x)", "Derivative(x^2, x)", "integrate(2x, x)", "limit(x, x, 0)", "Subs(x, x, 1)"])
+def test_answers_that_ask_the_system_to_do_the_calculus_are_not_answers(answer):
+    result = check("2x", answer, ["x"], Options())
+    assert result.status == "invalid"
+    assert "calculus" in result.feedback
+
+
+def test_check_command_line_with_a_leading_minus_and_json():
+    run = grade("check", "--var", "x", "--format", "json", "--", "-sin(x)", "-sin x")
+    assert run.code == 0, run.err
+    part = run.json()
+    assert part["status"] == "correct"
+    assert set(part) >= {"id", "status", "score", "max_score", "answer", "feedback"}
+
+
+def test_an_undefined_answer_is_wrong_and_the_feedback_says_so():
+    result = check("x", "x (asin(x) + acos(x)) 2/pi", ["x"], Options())
+    assert result.status == "incorrect"
+    assert "not defined" in result.feedback
+
+
+HOSTILE = {
+    "injection": "__import__('os').system('touch /tmp/pwned-grading')",
+    "attribute": "().__class__.__bases__[0].__subclasses__()",
+    "lambda": "(lambda: 1)()",
+    "huge-power": "10^10^10",
+    "factorial": "factorial(10^9)",
+    "deep": "(" * 10000 + "x" + ")" * 10000,
+    "megabyte": "x+" * 500_000 + "x",
+    "unknown": "q + 2w",
+    "string": "'2x'",
+    "tower": "9^9^9^9",
+}
+
+
+def test_hostile_answers_are_refused_quickly_and_the_rest_is_graded(tmp_path: Path):
+    file = tmp_path / "answers.yaml"
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "hostile.yaml").write_text(
+        "id: hostile\ntitle: hostile\nkind: composite\nvariables: [x]\ndefine: {y: x^2}\nparts:\n"
+        + "".join(f"  - {{id: {name}, derivative: {{of: y, wrt: x}}}}\n" for name in HOSTILE)
+        + "  - {id: honest, derivative: {of: y, wrt: x}}\n")
+    payload = {"student": "mallory", "answers": {"hostile": {**HOSTILE, "honest": "2x"}}}
+    file.write_text(json.dumps(payload))
+    started = time.monotonic()
+    run = grade("submit", file, "--exercises", bank, "--format", "json")
+    elapsed = time.monotonic() - started
+    assert run.code == 0, run.err
+    assert "Traceback" not in run.err
+    parts = parts_of(run.json())
+    assert parts[("hostile", "honest")]["status"] == "correct"
+    for name in HOSTILE:
+        assert parts[("hostile", name)]["status"] in ("invalid", "incorrect"), (name, parts[("hostile", name)])
+    assert not Path("/tmp/pwned-grading").exists()
+    assert elapsed < 30
+
+
+def test_broken_answers_file_is_one_clear_message_with_its_line(tmp_path: Path):
+    file = tmp_path / "answers.yaml"
+    file.write_text("student: a\nanswers:\n  power-of-quadratic:\n    dydx: [unclosed\n")
+    run = grade("submit", file)
+    assert run.code == 2
+    assert f"{file}:" in run.err and "Traceback" not in run.err + run.out
+
+
+def test_missing_answers_file_exits_2(tmp_path: Path):
+    run = grade("submit", tmp_path / "nope.yaml")
+    assert run.code == 2
+    assert "no such file" in run.err
+
+
+def test_answers_for_unknown_exercises_are_reported_with_their_line(tmp_path: Path):
+    file = tmp_path / "answers.yaml"
+    file.write_text("answers:\n  power-of-quadratic:\n    dydx: 6x(x^2+1)^2\n  no-such-exercise:\n    a: 1\n")
+    run = grade("submit", file, "--only", "power-of-quadratic", "--format", "json")
+    assert run.code == 0
+    assert f"{file}:4:" in run.err
+    assert parts_of(run.json())[("power-of-quadratic", "dydx")]["status"] == "correct"
+
+
+def test_fail_under_exits_1_and_formats_render(tmp_path: Path):
+    sample = ROOT / "examples/sample/answers.yaml"
+    assert grade("submit", sample, "--only", "sine-of-square", "--fail-under", "50").code == 1
+    assert grade("submit", sample, "--only", "power-of-quadratic", "--fail-under", "50").code == 0
+    out = tmp_path / "report.json"
+    run = grade("submit", sample, "--only", "power-of-quadratic", "--format", "json", "--output", out)
+    assert run.code == 0 and run.out == ""
+    assert json.loads(out.read_text())["score"] == 4
+
+
+def test_usage_errors_exit_2():
+    assert grade("submit", "--format", "pdf").code == 2
+    assert grade("no-such-command").code == 2
+    assert grade("show", "no-such-exercise").code == 2
