@@ -6,6 +6,10 @@ talks to it over two dedicated pipes, enforces every timeout itself, kills the c
 process group when anything goes wrong, and decodes each reply strictly into floats, numpy
 arrays, lists and dicts. Whatever the child says is data: a forged score printed by the student
 is just captured output, and a message in a CallResult is text the student may have chosen.
+
+The parent only ever blocks in one poll loop that watches the result pipe and the student's
+output pipe together, so output is drained while we wait without a reader thread to leak.
+See sandbox_child.py for the protocol and the child's own defences.
 """
 from __future__ import annotations
 
@@ -393,7 +397,7 @@ class Sandbox:
         if set(reply) == {"id", "error", "traceback"}:
             error, trace = reply["error"], reply["traceback"]
             if type(error) is str and type(trace) is str:
-                return CallResult("error", message=error[:MAX_TEXT], traceback=trace[:MAX_TEXT])
+                return CallResult("error", message=error[:MAX_TEXT], traceback=trace[-MAX_TEXT:])
         raise self._broken("sent a malformed reply")
 
     def _send(self, message: dict, deadline: float, phase: str) -> None:

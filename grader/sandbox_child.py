@@ -7,14 +7,15 @@ answers, scoring code) is ever loaded into the process that runs student code.
 Before any student code runs, the process locks itself down in layers, none trusted alone:
 
 1. resource limits: CPU seconds, address space, file size 0, few open files, no core dumps;
-2. Linux namespaces where we may create them (we run as root): no network; a private mount
+2. numpy is imported, so its own imports work before anything below is locked;
+3. Linux namespaces where we may create them (we run as root): no network; a private mount
    table in which every mount is read-only and device-less, and the project root and /proc are
    covered by empty tmpfs; then every capability is dropped so none of that can be undone;
-3. dangerous modules numpy imported (it is imported before any lock-down, so its own imports
-   work) are forgotten, and an audit hook refuses writes, reads outside the Python library directories, new processes,
-   signals, sockets, ctypes and imports of blocked modules. Audit hooks cannot be removed, but a
-   determined attacker can reach around Python-level checks; that is why layers 1 and 2 exist
-   and why the parent kills the whole process group and decodes every reply as plain data.
+4. an audit hook refuses file writes, reads outside the Python library directories, starting
+   processes, signals, socket and ctypes use, rewriting the hook, and imports of the project and
+   of modules that act without audit events. Audit hooks cannot be removed, but a determined
+   attacker can reach around Python-level checks; that is why the kernel-level layers exist and
+   why the parent kills the whole process group and decodes every reply as plain data.
 
 Protocol: one JSON object per line. The parent first sends the set-up message
 ``{"source", "project_root", "cpu_seconds", "memory_bytes"}``; the child answers

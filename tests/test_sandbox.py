@@ -166,6 +166,13 @@ def test_timeout_kills_the_child_and_the_next_call_restarts_it():
         assert box.call("identity", 7.0) == CallResult("ok", 7.0)
 
 
+def test_cpu_limit_kills_a_spinning_child_before_the_wall_clock_does():
+    limits = Limits(call_seconds=4.0, total_seconds=5.0, cpu_seconds=1, memory_bytes=512 * 2**20)
+    with open_sandbox("hostile", "loop_in_call", limits) as box:
+        result = box.call("dfdx", 1.0)
+    assert result == CallResult("crash", message="used up the CPU time limit of 1 s")
+
+
 def test_total_budget_ends_further_calls_at_once():
     limits = Limits(call_seconds=1.0, total_seconds=1.8, cpu_seconds=5, memory_bytes=512 * 2**20)
     with open_sandbox("hostile", "loop_in_call", limits) as box:
