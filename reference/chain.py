@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import sympy
 
@@ -101,7 +102,7 @@ class Chain:
         """Substitute every definition, however deep, so the result is in free variables only."""
         if isinstance(expr_or_name, str):
             return self.expression(expr_or_name).xreplace(self._expansions)
-        expr = _with_real_symbols(sympy.sympify(expr_or_name, strict=True), set(self._inputs))
+        expr = _with_real_symbols(_sympy_number(expr_or_name), set(self._inputs))
         return expr.xreplace(self._expansions)
 
     def local(self, node: str, input: str) -> sympy.Expr:
@@ -147,7 +148,7 @@ class Chain:
         if strangers:
             listed = ", ".join(repr(name) for name in strangers)
             raise ValueError(f"a point gives values to free variables only, not to {listed}")
-        values = {symbol(name): sympy.sympify(value, strict=True) for name, value in point.items()}
+        values = {symbol(name): _sympy_number(value) for name, value in point.items()}
         return self.expand(expr).xreplace(values)
 
     def _derivative(self, of: str, wrt: str, adjoints: Mapping[str, sympy.Expr]) -> Derivative:
@@ -187,8 +188,26 @@ def _check_names(variables: tuple[str, ...], defined: tuple[str, ...]) -> None:
             raise ValueError(f"{name!r} is both a free variable and a defined name")
 
 
+def _sympy_number(value: object) -> sympy.Basic:
+    """A sympy object from a sympy object or a Python number; text is refused (nothing here parses)."""
+    if isinstance(value, sympy.Basic):
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"not a number or expression: {value!r}")
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, float):
+        return sympy.Float(value)
+    if isinstance(value, Fraction):
+        return sympy.Rational(value.numerator, value.denominator)
+    raise TypeError(f"not a number or expression: {value!r}")
+
+
 def _as_expression(name: str, value: object) -> sympy.Expr:
-    expr = sympy.sympify(value, strict=True)
+    try:
+        expr = _sympy_number(value)
+    except TypeError:
+        raise ValueError(f"the definition of {name!r} is not an expression: {value!r}") from None
     if not isinstance(expr, sympy.Expr):
         raise ValueError(f"the definition of {name!r} is not an expression: {expr}")
     return expr
@@ -244,7 +263,7 @@ def peel(expr: sympy.Expr, var: sympy.Symbol) -> Step | None:
     depend on `var` and sums of such terms are not compositions, and neither are polynomial
     powers var**n. Peel the inner expression again for the next link.
     """
-    expr = sympy.sympify(expr, strict=True)
+    expr = _sympy_number(expr)
     if var not in expr.free_symbols:
         return None
     shift, scaled = expr.as_independent(var, as_Add=True)
