@@ -1,0 +1,408 @@
+"""`grade batch` and `grade ci-template`: a small class graded through the real CLI and the library.
+
+The class uses a three-exercise bank written here (one randomized, one with a code part), so
+that every CLI run stays around a second. Students: alice (right, id in the file), bob (partly
+wrong, id from the folder name), carol (empty answers.yaml), dave (broken YAML), erin (no
+answers.yaml). A looping solution is graded through `run_batch` with small sandbox limits.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+import yaml
+
+from grader import batch as batch_module
+from grader.bank import load_bank
+from grader.batch import WORKER_DIED, Shard, _Progress, run_batch
+from grader.ci import ci_recipe
+from grader.errors import InputError
+from grader.sandbox import Limits
+from grader.variants import draw
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, str(ROOT / "cli.py")]
+FOLDERS = ["alice", "bob", "carol", "dave", "erin"]
+GRADED = ["alice", "bob", "carol"]
+PARTS_PER_REPORT = 4
+FORK_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the patched function reaches workers through fork")
+
+BANK = {
+    "01-power.yaml": """
+        id: power
+        title: Power of a quadratic
+        kind: composite
+        variables: [x]
+        define:
+          u: x^2 + 1
+          y: u^3
+        parts:
+          - id: dydx
+            points: 2
+            derivative: {of: y, wrt: x}
+    """,
+    "02-scaled-sine.yaml": """
+        id: scaled-sine
+        title: Sine of a multiple
+        kind: composite
+        variables: [x]
+        params:
+          a: {choices: [2, 3]}
+        define:
+          y: sin(a*x)
+        prompt: Let $y = \\sin({a} x)$.
+        parts:
+          - id: dydx
+            derivative: {of: y, wrt: x}
+    """,
+    "03-bell.yaml": """
+        id: bell
+        title: Bell curve, in formula and in code
+        kind: composite
+        variables: [x]
+        define:
+          u: -(x^2)/2
+          y: e^u
+        parts:
+          - id: formula
+            derivative: {of: y, wrt: x}
+          - id: code
+            points: 2
+            answer: function
+            entry: dydx
+            derivative: {of: y, wrt: x}
+    """,
+}
+
+RIGHT_CODE = """
+    import math
+
+
+    def dydx(x):
+        return -x * math.exp(-x * x / 2)
+"""
+WRONG_CODE = """
+    import math
+
+
+    def dydx(x):
+        return math.exp(-x * x / 2)
+"""
+LOOPING_CODE = """
+    def dydx(x):
+        while True:
+            pass
+"""
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+
+def _answers(student: str | None, a: int, right: bool) -> str:
+    header = f"student: {student}\n" if student else ""
+    power = "6x(x^2+1)^2" if right else "3(x^2+1)^2"
+    sine = f"{a} cos({a} x)" if right else "cos(x)"
+    return header + textwrap.dedent(f"""
+        answers:
+          power:
+            dydx: {power}
+          scaled-sine:
+            dydx: {sine}
+          bell:
+            formula: -x e^(-x^2/2)
+    """).lstrip()
+
+
+def _variant_a(bank_dir: Path, student: str) -> int:
+    return int(draw(load_bank(bank_dir).get("scaled-sine").exercise, student)["a"])
+
+
+@dataclass(frozen=True)
+class Class:
+    bank: Path
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def klass(tmp_path_factory: pytest.TempPathFactory) -> Class:
+    root = tmp_path_factory.mktemp("batch")
+    bank = root / "bank"
+    for name, text in BANK.items():
+        _write(bank / name, text)
+    folder = root / "class"
+    _write(folder / "alice" / "answers.yaml", _answers("alice@example.edu", _variant_a(bank, "alice@example.edu"), right=True))
+    _write(folder / "alice" / "solution.py", RIGHT_CODE)
+    _write(folder / "bob" / "answers.yaml", _answers(None, _variant_a(bank, "bob"), right=False))
+    _write(folder / "bob" / "solution.py", WRONG_CODE)
+    _write(folder / "carol" / "answers.yaml", "")
+    _write(folder / "dave" / "answers.yaml", "answers:\n  power: {dydx: [unclosed\n")
+    _write(folder / "erin" / "solution.py", RIGHT_CODE)
+    _write(folder / ".git" / "answers.yaml", "answers: {}\n")
+    _write(folder / "README.txt", "not a submission\n")
+    return Class(bank, folder)
+
+
+def _grade(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def _batch(klass: Class, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return _grade("batch", klass.folder, "--exercises", klass.bank, *args)
+
+
+_RUNS: dict[tuple, subprocess.CompletedProcess[str]] = {}
+
+
+def _batch_once(klass: Class, *args: str) -> subprocess.CompletedProcess[str]:
+    """Several tests read the same run; grade it once per test process."""
+    key = (klass.folder, args)
+    if key not in _RUNS:
+        _RUNS[key] = _batch(klass, *args)
+    return _RUNS[key]
+
+
+def _json_entries(run: subprocess.CompletedProcess[str]) -> list[dict]:
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+# ---------------------------------------------------------------- the CLI
+
+def test_gradebook_matches_grade_submit_one_by_one(klass: Class, tmp_path: Path) -> None:
+    out = tmp_path / "grades.csv"
+    run = _batch(klass, "--jobs", "2", "--output", out)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "" and run.stderr == ""
+    rows = {row["submission"]: row for row in csv.DictReader(io.StringIO(out.read_text(encoding="utf-8")))}
+    assert list(rows) == FOLDERS
+    assert rows["alice"]["student"] == "alice@example.edu"
+    assert rows["bob"]["student"] == "bob"
+    for folder in GRADED:
+        extra = [] if folder == "alice" else ["--student", folder]
+        alone = _grade("submit", klass.folder / folder / "answers.yaml", "--exercises", klass.bank, "--format", "json", *extra)
+        assert alone.returncode == 0, alone.stderr
+        report = json.loads(alone.stdout)
+        assert (float(rows[folder]["score"]), float(rows[folder]["max_score"])) == (report["score"], report["max_score"])
+        for exercise in report["exercises"]:
+            assert float(rows[folder][exercise["id"]]) == exercise["score"]
+    assert float(rows["alice"]["score"]) == float(rows["alice"]["max_score"]) == 6
+    assert 0 < float(rows["bob"]["score"]) < 6
+    assert float(rows["carol"]["score"]) == 0
+
+
+def test_broken_submissions_are_listed_with_a_reason(klass: Class) -> None:
+    entries = {e["folder"]: e for e in _json_entries(_batch_once(klass, "--format", "json", "--jobs", "2"))}
+    assert set(entries) == set(FOLDERS)
+    assert "YAML syntax" in entries["dave"]["error"] and "dave" in entries["dave"]["error"]
+    assert "no such file" in entries["erin"]["error"] and "answers.yaml" in entries["erin"]["error"]
+    assert all("error" not in entries[f] and entries[f]["report"] for f in GRADED)
+    carol = entries["carol"]["report"]
+    assert {p["status"] for e in carol["exercises"] for p in e["parts"]} == {"missing"}
+
+
+def test_output_is_identical_whatever_the_jobs(klass: Class) -> None:
+    one = _batch_once(klass, "--format", "json", "--jobs", "1")
+    two = _batch_once(klass, "--format", "json", "--jobs", "2")
+    assert one.returncode == two.returncode == 0, one.stderr + two.stderr
+    assert one.stdout == two.stdout
+
+
+def test_shards_partition_the_class(klass: Class) -> None:
+    whole = _json_entries(_batch_once(klass, "--format", "json", "--jobs", "2"))
+    first = _json_entries(_batch_once(klass, "--format", "json", "--shard", "1/2"))
+    second = _json_entries(_batch_once(klass, "--format", "json", "--shard", "2/2"))
+    assert [e["folder"] for e in first] == FOLDERS[0::2]
+    assert [e["folder"] for e in second] == FOLDERS[1::2]
+    assert sorted(first + second, key=lambda e: e["folder"]) == whole
+
+
+def test_junit_has_one_testcase_per_part_and_fail_under_exits_1(klass: Class) -> None:
+    run = _batch_once(klass, "--format", "junit", "--fail-under", "50")
+    assert run.returncode == 1, run.stderr
+    root = ET.fromstring(run.stdout)
+    suites = {suite.get("name"): suite for suite in root.iter("testsuite")}
+    assert set(suites) == {"alice@example.edu", "bob", "carol", "dave", "erin"}
+    for name in ("alice@example.edu", "bob", "carol"):
+        cases = suites[name].findall("testcase")
+        assert len(cases) == PARTS_PER_REPORT
+        assert {(c.get("classname"), c.get("name")) for c in cases} == {
+            ("power", "dydx"), ("scaled-sine", "dydx"), ("bell", "formula"), ("bell", "code")}
+    assert suites["dave"].find("testcase/error") is not None
+    assert int(root.get("tests", "0")) == 3 * PARTS_PER_REPORT + 2
+
+
+def test_gradescope_has_score_and_tests(klass: Class) -> None:
+    items = {i["submission"]: i for i in _json_entries(_batch_once(klass, "--format", "gradescope"))}
+    assert items["alice"]["score"] == 6
+    assert len(items["alice"]["tests"]) == PARTS_PER_REPORT
+    assert all({"name", "score", "max_score"} <= set(test) for test in items["bob"]["tests"])
+    assert items["dave"]["score"] == 0 and items["dave"]["tests"] == []
+
+
+def test_markdown_table_and_passing_shard(klass: Class) -> None:
+    run = _batch_once(klass, "--format", "markdown", "--shard", "1/5", "--fail-under", "90")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "| Submission | Student | Score | Note |" in lines
+    assert [line for line in lines if line.startswith("| alice ")] == ["| alice | alice@example.edu | 6/6 | |"]
+    assert not any(line.startswith("| bob ") for line in lines)
+    under = _batch(klass, "--format", "markdown", "--shard", "2/5", "--fail-under", "90")
+    assert under.returncode == 1, under.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shard", "3/2"], "1 <= K <= N"),
+    (["--shard", "first"], "K/N"),
+    (["--jobs", "0"], "--jobs"),
+])
+def test_bad_options_exit_2_with_a_message(klass: Class, args: list[str], message: str) -> None:
+    run = _batch(klass, *args)
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_a_folder_without_submissions_exits_2(tmp_path: Path) -> None:
+    run = _grade("batch", tmp_path)
+    assert run.returncode == 2
+    assert "no submission folders" in run.stderr and "Traceback" not in run.stderr
+
+
+# ---------------------------------------------------------------- the library
+
+def _looping_class(root: Path, klass: Class) -> Path:
+    folder = root / "loop-class"
+    _write(folder / "alice" / "answers.yaml", (klass.folder / "alice" / "answers.yaml").read_text(encoding="utf-8"))
+    _write(folder / "alice" / "solution.py", RIGHT_CODE)
+    _write(folder / "frank" / "answers.yaml", "answers:\n  power: {dydx: 6x(x^2+1)^2}\n")
+    _write(folder / "frank" / "solution.py", LOOPING_CODE)
+    return folder
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_looping_solution_times_out_and_others_are_graded(klass: Class, tmp_path: Path, jobs: int) -> None:
+    folder = _looping_class(tmp_path, klass)
+    started = time.monotonic()
+    entries = run_batch(folder, klass.bank, jobs=jobs, shard=None, progress=False,
+                        limits=Limits(call_seconds=0.5, total_seconds=3.0, cpu_seconds=3))
+    assert time.monotonic() - started < 20
+    alice, frank = entries
+    assert alice.report is not None and alice.report.score == 6
+    assert frank.report is not None and frank.error is None
+    statuses = {(e.id, p.id): p.status for e in frank.report.exercises for p in e.parts}
+    assert statuses[("bell", "code")] == "timeout"
+    assert statuses[("power", "dydx")] == "correct"
+
+
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=FORK_ONLY)])
+def test_an_unexpected_exception_is_recorded(klass: Class, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    real = batch_module.grade
+
+    def grade_or_fail(prepared, entries, options, progress=None):
+        if prepared.student == "bob":
+            raise RuntimeError("boom")
+        return real(prepared, entries, options, progress)
+
+    monkeypatch.setattr(batch_module, "grade", grade_or_fail)
+    entries = {e.folder: e for e in run_batch(klass.folder, klass.bank, jobs=jobs, shard=None, progress=False)}
+    assert entries["bob"].report is None
+    assert entries["bob"].error == "internal error (please report it): RuntimeError: boom"
+    assert entries["alice"].report is not None and entries["carol"].report is not None
+
+
+@FORK_ONLY
+def test_a_dying_worker_costs_only_its_own_submission(klass: Class, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = batch_module.grade
+
+    def grade_or_die(prepared, entries, options, progress=None):
+        if prepared.student == "bob":
+            os._exit(9)
+        return real(prepared, entries, options, progress)
+
+    monkeypatch.setattr(batch_module, "grade", grade_or_die)
+    entries = {e.folder: e for e in run_batch(klass.folder, klass.bank, jobs=2, shard=None, progress=False)}
+    assert entries["bob"].error == WORKER_DIED
+    assert entries["alice"].report is not None and entries["alice"].report.score == 6
+    assert entries["carol"].report is not None
+    assert "YAML syntax" in (entries["dave"].error or "")
+
+
+def test_the_student_id_comes_from_the_file_else_the_folder(klass: Class) -> None:
+    entries = run_batch(klass.folder, klass.bank, jobs=1, shard="1/1", progress=False)
+    students = {e.folder: e.report.student for e in entries if e.report is not None}
+    assert students == {"alice": "alice@example.edu", "bob": "bob", "carol": "carol"}
+
+
+def test_an_empty_shard_is_an_empty_list(klass: Class) -> None:
+    assert run_batch(klass.folder, klass.bank, jobs=2, shard="7/7", progress=False) == []
+
+
+def test_shard_rule() -> None:
+    shard = Shard.parse(" 2 / 3 ")
+    assert [p for p in range(9) if shard.holds(p)] == [1, 4, 7]
+    with pytest.raises(InputError):
+        Shard.parse("0/3")
+    with pytest.raises(InputError):
+        Shard.parse("1/0")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_draws_only_on_a_terminal() -> None:
+    screen = _Terminal()
+    bar = _Progress(4, True, screen)
+    for _ in range(4):
+        bar.tick()
+    bar.close()
+    assert screen.getvalue().endswith(f"\r[{'#' * _Progress.WIDTH}] 4/4\n")
+    assert f"\r[{'#' * 7}{' ' * 23}] 1/4" in screen.getvalue()
+    quiet = io.StringIO()
+    bar = _Progress(4, True, quiet)
+    bar.tick()
+    bar.close()
+    assert quiet.getvalue() == ""
+
+
+# ---------------------------------------------------------------- ci-template
+
+def test_github_recipe_is_a_workflow_that_grades_and_uploads() -> None:
+    text = ci_recipe("github")
+    workflow = yaml.safe_load(text)
+    assert "push" in workflow[True]  # YAML 1.1 reads the key `on` as true
+    steps = workflow["jobs"]["grade"]["steps"]
+    runs = "\n".join(step.get("run", "") for step in steps)
+    assert 'grade submit answers.yaml --format markdown >> "$GITHUB_STEP_SUMMARY"' in runs
+    assert "--format junit --output grade-junit.xml" in runs and "--fail-under" in runs
+    upload = next(step for step in steps if step.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()" and upload["with"]["path"] == "grade-junit.xml"
+
+
+def test_gradescope_recipe_is_valid_bash(tmp_path: Path) -> None:
+    text = ci_recipe("gradescope")
+    assert "--format gradescope --output \"$RESULTS\"" in text
+    assert "RESULTS=/autograder/results/results.json" in text and "setup.sh" in text
+    script = tmp_path / "run_autograder"
+    script.write_text(text, encoding="utf-8")
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+
+
+def test_unknown_ci_kind() -> None:
+    with pytest.raises(InputError, match="github, gradescope"):
+        ci_recipe("jenkins")
+    run = _grade("ci-template", "--kind", "jenkins")
+    assert run.returncode == 2 and "unknown CI kind" in run.stderr
