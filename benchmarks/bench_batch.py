@@ -1,0 +1,107 @@
+"""Benchmark `grade batch` against `grade submit`: does a class cost less than a class of single runs?
+
+Builds a class of identical copies of examples/sample (answers.yaml and solution.py, graded
+against the bundled bank) in a temporary folder, then times, in this one run and through the
+real CLI:
+
+- one `grade submit` of the sample (a fresh process: imports, bank, references, grading);
+- `grade batch --jobs 1` and `grade batch --jobs 2` on the copies.
+
+Targets: batch(copies) / submit(1) <= 4 (a batch reuses imports, the parsed bank and the compiled
+references) and jobs1 / jobs2 >= 1.6 (two workers on two cores). Exit status 1 if a target is missed.
+
+    python benchmarks/bench_batch.py [--copies 20] [--repeat 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, str(ROOT / "cli.py")]
+SAMPLE = ROOT / "examples" / "sample"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float
+    bound: float
+    at_most: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.value <= self.bound if self.at_most else self.value >= self.bound
+
+    def line(self) -> str:
+        sign = "<=" if self.at_most else ">="
+        return f"{self.name:<28} {self.value:6.2f}x  (target {sign} {self.bound:g}x)  {'PASS' if self.passed else 'FAIL'}"
+
+
+def timed(args: list[str]) -> float:
+    """Wall time of one CLI run; a run that fails to grade is a broken benchmark, not a slow one."""
+    started = time.perf_counter()
+    run = subprocess.run([*CLI, *args], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if run.returncode != 0:
+        sys.exit(f"`grade {' '.join(args)}` exited {run.returncode}:\n{run.stderr}")
+    return elapsed
+
+
+def best(args: list[str], repeat: int) -> float:
+    return min(timed(args) for _ in range(repeat))
+
+
+def build_class(folder: Path, copies: int) -> None:
+    for index in range(1, copies + 1):
+        shutil.copytree(SAMPLE, folder / f"student-{index:02d}")
+
+
+def graded_parts() -> int:
+    sys.path.insert(0, str(ROOT))
+    from grader.bank import load_bank
+
+    return sum(len(entry.exercise.parts) for entry in load_bank().entries.values())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=20, help="submissions in the class (default 20)")
+    parser.add_argument("--repeat", type=int, default=1, help="time every command this many times, keep the best")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as temporary:
+        work = Path(temporary)
+        klass = work / "class"
+        build_class(klass, options.copies)
+        print(f"class: {options.copies} copies of {SAMPLE.relative_to(ROOT)} ({graded_parts()} parts each), "
+              f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
+        timed(["submit", str(SAMPLE / "answers.yaml"), "--format", "json"])  # warm the disk cache and .pyc files
+        submit = best(["submit", str(SAMPLE / "answers.yaml"), "--format", "json"], options.repeat)
+        outputs = {jobs: work / f"jobs{jobs}.csv" for jobs in (1, 2)}
+        batch = {jobs: best(["batch", str(klass), "--jobs", str(jobs), "--no-progress", "--output", str(out)], options.repeat)
+                 for jobs, out in outputs.items()}
+        same = outputs[1].read_bytes() == outputs[2].read_bytes()
+
+    print(f"grade submit (1 submission)      {submit:7.2f} s")
+    print(f"grade batch --jobs 1 ({options.copies} copies)  {batch[1]:7.2f} s")
+    print(f"grade batch --jobs 2 ({options.copies} copies)  {batch[2]:7.2f} s")
+    print(f"gradebooks of --jobs 1 and --jobs 2 identical: {'yes' if same else 'NO'}")
+    targets = [
+        Target(f"batch({options.copies}, jobs 1) / submit(1)", batch[1] / submit, 4.0, at_most=True),
+        Target("jobs1 / jobs2", batch[1] / batch[2], 1.6, at_most=False),
+    ]
+    for target in targets:
+        print(target.line())
+    return 0 if same and all(t.passed for t in targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
