@@ -516,9 +516,23 @@ class Sandbox:
             time.sleep(0.005)
 
     def _destroy(self) -> None:
-        """SIGKILL the whole process group before reaping, so the group id cannot be reused meanwhile."""
+        """Kill everything the child started, then reap it; nothing may outlive the sandbox.
+
+        Where the child made a PID namespace, its only child is that namespace's PID 1: killing
+        it ends every process inside, and the child reaps it before ending the same way, so no
+        zombie is handed to the system's init. Then the whole process group gets SIGKILL before
+        the child is reaped, so the group id cannot be reused meanwhile.
+        """
         child = self._child
         pid = child.process.pid
+        inits = _children_of(pid)
+        for init in inits:
+            try:
+                os.kill(init, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if inits:
+            self._exit_status(EXIT_GRACE_SECONDS)
         for kill in (os.killpg, os.kill):
             try:
                 kill(pid, signal.SIGKILL)
@@ -542,6 +556,15 @@ class Sandbox:
 
     def _budget_message(self) -> str:
         return f"used up the total time budget of {self._limits.total_seconds:g} s for this submission"
+
+
+def _children_of(pid: int) -> list[int]:
+    """Live or unreaped children of `pid`, from /proc (empty if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(number) for number in children.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _reject_constant(name: str) -> None:

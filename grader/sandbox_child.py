@@ -6,11 +6,12 @@ answers, scoring code) is ever loaded into the process that runs student code.
 
 Before any student code runs, the process locks itself down in layers, none trusted alone:
 
-1. resource limits: CPU seconds, address space, file size 0, few open files, no core dumps;
-2. numpy is imported, so its own imports work before anything below is locked;
-3. Linux namespaces where we may create them (we run as root): no network; a private mount
-   table in which every mount is read-only and device-less, and the project root and /proc are
-   covered by empty tmpfs; then every capability is dropped so none of that can be undone;
+1. Linux namespaces where we may create them (we run as root): no network; a new PID
+   namespace in which student code runs, unable to name any process outside; a
+   private mount table in which every mount is read-only and device-less, and the project root
+   and /proc are covered by empty tmpfs (after numpy is imported, so its own imports work);
+2. resource limits: CPU seconds, address space, file size 0, few open files, no core dumps;
+3. every capability is dropped, also for anything exec'd, so none of the above can be undone;
 4. an audit hook refuses file writes, reads outside the Python library directories, starting
    processes, signals, socket and ctypes use, rewriting the hook, and imports of the project and
    of modules that act without audit events. Audit hooks cannot be removed, but a determined
@@ -34,6 +35,7 @@ import math
 import os
 import re
 import resource
+import signal
 import stat
 import sys
 import traceback
@@ -63,12 +65,14 @@ BLOCKED_PREFIXES = (
     "_posixsubprocess.", "ctypes.", "ftplib.", "http.", "os.exec", "os.pidfd", "os.posix_spawn",
     "os.spawn", "shutil.", "smtplib.", "socket.", "urllib.", "webbrowser.",
 )
+UNAUDITED_KILLERS = {"os": "pidfd_open", "posix": "pidfd_open", "signal": "pidfd_send_signal", "_signal": "pidfd_send_signal"}
 PROTECTED_ATTRIBUTES = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 WRITE_MODES = frozenset("wax+")
 READABLE_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"})
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 0x20, 0x400, 0x800, 0x1000
@@ -107,18 +111,67 @@ def library_roots(project_root: str) -> tuple[str, ...]:
     return tuple(roots)
 
 
-def isolate(project_root: str, visible: tuple[str, ...]) -> dict[str, bool]:
-    """Enter new network and mount namespaces and drop capabilities; each step may fail alone."""
+def open_libc():
+    """ctypes and the C library, used only here, before any student code runs."""
     try:
         import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
+
+        return ctypes, ctypes.CDLL(None, use_errno=True)
     except (ImportError, OSError):
-        return {"network": False, "filesystem": False, "capabilities": False}
-    return {
-        "network": libc.unshare(CLONE_NEWNET) == 0,
-        "filesystem": lock_filesystem(libc, project_root, visible),
-        "capabilities": drop_capabilities(libc, ctypes),
-    }
+        return None, None
+
+
+def enter_namespaces(libc) -> dict[str, bool]:
+    """New network, mount and PID namespaces, each allowed to fail alone.
+
+    The new mount table is made private before anything is mounted: otherwise our mounts would
+    propagate back to the host, so if that fails no mount is ever touched.
+    """
+    if libc is None:
+        return {"network": False, "filesystem": False, "processes": False}
+    network = libc.unshare(CLONE_NEWNET) == 0
+    private = libc.unshare(CLONE_NEWNS) == 0 and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+    processes = libc.unshare(CLONE_NEWPID) == 0
+    return {"network": network, "filesystem": private, "processes": processes}
+
+
+def run_in_pid_namespace(channel: Channel) -> None:
+    """Fork twice so that student code runs as PID 2 of the new PID namespace; return in it.
+
+    There it can name no process outside (not the grader, not anything else), and everything it
+    starts dies with the namespace's PID 1. PID 1 itself only reaps the worker and passes on its
+    wait status, because PID 1 ignores every signal it has no handler for (even the CPU limit's),
+    while the worker, an ordinary process, gets them all. This outer process waits for PID 1
+    and then ends exactly as the worker did, so the parent sees the real cause.
+    """
+    status_read, status_write = os.pipe()
+    init = os.fork()
+    if init == 0:
+        os.close(status_read)
+        worker = os.fork()
+        if worker == 0:
+            os.close(status_write)
+            return
+        channel.close()
+        _pid, status = os.waitpid(worker, 0)
+        os.write(status_write, str(status).encode())
+        os._exit(0)
+    os.close(status_write)
+    channel.close()
+    os.waitpid(init, 0)
+    report = os.read(status_read, 32)
+    end_like(int(report) if report else None)
+
+
+def end_like(status: int | None) -> None:
+    """Exit with the worker's code, or die of its signal (SIGKILL when it vanished unreported)."""
+    if status is not None and not os.WIFSIGNALED(status):
+        os._exit(os.WEXITSTATUS(status))
+    number = signal.SIGKILL if status is None else os.WTERMSIG(status)
+    if number not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+    os._exit(1)
 
 
 def mount_points() -> list[tuple[bytes, int]]:
@@ -137,15 +190,7 @@ def mount_points() -> list[tuple[bytes, int]]:
 
 
 def lock_filesystem(libc, project_root: str, visible: tuple[str, ...]) -> bool:
-    """Make every mount read-only and device-less, and cover the project and /proc, in a private mount table.
-
-    The table is made private before anything is mounted: otherwise mounts would propagate back
-    to the host, so on any failure there we stop without touching a single mount.
-    """
-    if libc.unshare(CLONE_NEWNS) != 0:
-        return False
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False
+    """In our private mount table: every mount read-only and device-less, the project and /proc covered."""
     complete = True
     for point, flags in mount_points():
         remount = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | flags
@@ -178,13 +223,17 @@ def drop_capabilities(libc, ctypes) -> bool:
 def forget_dangerous_modules() -> None:
     """Drop blocked modules numpy already loaded, so importing them again reaches the audit hook.
 
-    _posixsubprocess starts processes without any audit event, so it is replaced by a stub:
+    pidfd_open and pidfd_send_signal can signal any process without an audit event, so they
+    are removed. _posixsubprocess starts processes without any audit event, so it is replaced by a stub:
     libraries that merely import subprocess (numpy.testing, sympy) still load, and starting a
     process through subprocess fails on its own audit event.
     """
     for name in list(sys.modules):
         if not BLOCKED_MODULES.isdisjoint(name.split(".")):
             del sys.modules[name]
+    for module, function in UNAUDITED_KILLERS.items():
+        if hasattr(sys.modules.get(module), function):
+            delattr(sys.modules[module], function)
     stub = types.ModuleType("_posixsubprocess")
     stub.fork_exec = refuse_fork_exec
     sys.modules["_posixsubprocess"] = stub
@@ -383,6 +432,10 @@ class Channel:
         line = self.requests.readline()
         return json.loads(line) if line else None
 
+    def close(self) -> None:
+        self.requests.close()
+        os.close(self.result_fd)
+
     def send(self, message: dict) -> None:
         data = json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n"
         view = memoryview(data)
@@ -439,14 +492,21 @@ def serve(channel: Channel, module: types.ModuleType, kit: types.SimpleNamespace
 def main(argv: list[str]) -> None:
     channel = Channel(int(argv[1]), int(argv[2]))
     setup = channel.receive()
-    set_limits(int(setup["cpu_seconds"]), int(setup["memory_bytes"]))
+    cpu_seconds = int(setup["cpu_seconds"])
+    ctypes, libc = open_libc()
+    defences = enter_namespaces(libc)
+    if defences["processes"]:
+        run_in_pid_namespace(channel)
+    set_limits(cpu_seconds, int(setup["memory_bytes"]))
     sys.dont_write_bytecode = True
     import numpy
 
     kit = numpy_kit(numpy)
     project_root = os.path.realpath(setup["project_root"])
     roots = library_roots(project_root)
-    defences = isolate(project_root, roots + (os.getcwd(),))
+    if defences["filesystem"]:
+        defences["filesystem"] = lock_filesystem(libc, project_root, roots + (os.getcwd(),))
+    defences["capabilities"] = libc is not None and drop_capabilities(libc, ctypes)
     forget_dangerous_modules()
     sys.addaudithook(make_audit_hook(make_path_check(roots, READABLE_DEVICES)))
     defences["audit_hook"] = True

@@ -367,7 +367,9 @@ def test_the_child_reports_its_defences_before_student_code():
         defences = box.defences
     assert defences["audit_hook"] is True
     if os.geteuid() == 0:
-        assert defences == {"network": True, "filesystem": True, "capabilities": True, "audit_hook": True}
+        assert defences == {
+            "network": True, "processes": True, "filesystem": True, "capabilities": True, "audit_hook": True,
+        }
 
 
 def test_closed_sandbox_refuses_calls_and_removes_its_directory():
@@ -463,13 +465,20 @@ def test_the_path_check_follows_symlinks_and_refuses_relative_paths(tmp_path):
 def test_kernel_level_defences_hold_without_the_audit_hook():
     """Run only the child's limits and isolation (no hook), then attack: the kernel must refuse."""
     probe = f"""
-import ctypes, json, os, socket, sys
+import json, os, socket
 import runpy
 child = runpy.run_path({str(CHILD_SCRIPT)!r})
-child["set_limits"](10, 512 * 2**20)
 root = {str(PROJECT_ROOT)!r}
-defences = child["isolate"](root, child["library_roots"](root) + (os.getcwd(),))
-outcomes = {{"defences": defences}}
+ctypes, libc = child["open_libc"]()
+defences = child["enter_namespaces"](libc)
+request_read, request_write = os.pipe()
+result_read, result_write = os.pipe()
+child["run_in_pid_namespace"](child["Channel"](request_read, result_write))
+child["set_limits"](10, 512 * 2**20)
+roots = child["library_roots"](root)
+defences["filesystem"] = child["lock_filesystem"](libc, root, roots + (os.getcwd(),))
+defences["capabilities"] = child["drop_capabilities"](libc, ctypes)
+outcomes = {{"defences": defences, "pid": os.getpid(), "parent": os.getppid()}}
 def attempt(name, action):
     try:
         action()
@@ -479,23 +488,25 @@ def attempt(name, action):
 attempt("read_project", lambda: open(os.path.join(root, "grader", "__init__.py")).read())
 attempt("write_tmp", lambda: open("/tmp/pwned-chain-grader-kernel", "w").close())
 attempt("raw_disk", lambda: open("/dev/vda" if os.path.exists("/dev/vda") else "/dev/null", "rb").read(1))
-attempt("parent_memory", lambda: open(f"/proc/{{os.getppid()}}/mem", "rb").read(1))
+attempt("grader_memory", lambda: open("/proc/{os.getpid()}/mem", "rb").read(1))
+attempt("signal_grader", lambda: os.kill({os.getpid()}, 0))
 attempt("connect", lambda: socket.create_connection(("127.0.0.1", 9), timeout=0.5))
 outcomes["shell_write"] = os.system("touch /tmp/pwned-chain-grader-kernel-shell")
-libc = ctypes.CDLL(None, use_errno=True)
 outcomes["unmount_project"] = libc.umount2(root.encode(), 2)
-print(json.dumps(outcomes))
+print(json.dumps(outcomes), flush=True)
 """
     completed = subprocess.run(
         [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=20, cwd="/tmp"
     )
     assert completed.returncode == 0, completed.stderr
     outcomes = json.loads(completed.stdout)
-    assert outcomes["defences"] == {"network": True, "filesystem": True, "capabilities": True}
+    assert outcomes["defences"] == {"network": True, "processes": True, "filesystem": True, "capabilities": True}
+    assert (outcomes["pid"], outcomes["parent"]) == (2, 1)
     assert outcomes["read_project"] == "FileNotFoundError"
     assert outcomes["write_tmp"] in ("OSError", "PermissionError")
     assert outcomes["raw_disk"] == "PermissionError"
-    assert outcomes["parent_memory"] == "FileNotFoundError"
+    assert outcomes["grader_memory"] == "FileNotFoundError"
+    assert outcomes["signal_grader"] == "ProcessLookupError"
     assert outcomes["connect"] == "OSError"
     assert outcomes["shell_write"] != 0
     assert outcomes["unmount_project"] == -1
