@@ -40,7 +40,8 @@ def _check_reference(entry: Entry, compiled: Compiled, params: dict[str, Value],
         ref = compiled.parts[part.id]
         if part.answer == "backprop":
             continue
-        line = doc.line_of(("parts", index))
+        reference_key = next(k for k in ("derivative", "expected", "step") if getattr(part, k) is not None)
+        line = doc.line_of(("parts", index, reference_key))
         for k, expr in enumerate(ref.exprs):
             if ref.is_constant:
                 if not expr.is_finite or expr.has(mpmath.inf) or not expr.is_real:
