@@ -70,7 +70,7 @@ class CallResult:
 
 
 class UnsupportedValue(ValueError):
-    """Well-formed reply naming a type the protocol cannot carry (the student's mistake, not a crash)."""
+    """A well-formed reply naming a type the protocol cannot carry: the student's mistake."""
 
 
 class _Failure(Exception):
@@ -195,9 +195,6 @@ class _Decoder:
 
     def grid(self, items: object, shape: tuple[int, ...], leaf) -> list:
         """Flatten nested lists that must match `shape` exactly, checking every leaf."""
-        if not shape:
-            return [leaf(items)]
-        flat: list = []
         level = [items]
         for size in shape:
             following = []
@@ -206,8 +203,7 @@ class _Decoder:
                     raise ValueError("array data does not match its shape")
                 following.extend(row)
             level = following
-        flat.extend(leaf(item) for item in level)
-        return flat
+        return [leaf(item) for item in level]
 
 
 @dataclass
@@ -309,7 +305,8 @@ class Sandbox:
         if time.monotonic() >= self._deadline:
             raise _Failure("timeout", self._budget_message())
         if len(self._source.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
-            self._load_failure = _Failure("error", f"solution.py is larger than {MAX_SOURCE_BYTES} bytes")
+            message = f"solution.py is larger than {MAX_SOURCE_BYTES} bytes"
+            self._load_failure = _Failure("error", message)
             raise self._load_failure
         self._spawn()
         try:
@@ -401,7 +398,8 @@ class Sandbox:
         raise self._broken("sent a malformed reply")
 
     def _send(self, message: dict, deadline: float, phase: str) -> None:
-        data = memoryview(json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n")
+        text = json.dumps(message, allow_nan=False, separators=(",", ":"))
+        data = memoryview(text.encode() + b"\n")
         child = self._child
         while data:
             ready = self._wait(deadline, phase, write=True)
@@ -437,7 +435,7 @@ class Sandbox:
         return message
 
     def _wait(self, deadline: float, phase: str, *, write: bool) -> set[int]:
-        """Poll the child's pipes until one is ready; drain output as it comes; enforce the deadline."""
+        """Poll until the watched pipe is ready, draining output meanwhile; enforce the deadline."""
         child = self._child
         poller = select.poll()
         watched = child.requests if write else child.results
@@ -501,7 +499,7 @@ class Sandbox:
         return _Failure("crash", reason)
 
     def _exit_status(self, grace: float) -> tuple[int, int] | None:
-        """(si_code, si_status) once the child has exited, without reaping it: its pid stays ours."""
+        """(si_code, si_status) once the child exited, without reaping it: its pid stays ours."""
         pid = self._child.process.pid
         give_up = time.monotonic() + grace
         while True:

@@ -23,8 +23,9 @@ Protocol: one JSON object per line. The parent first sends the set-up message
 ``{"started": {defence: bool}}`` once locked down, then ``{"loaded": true}`` or
 ``{"load_error": text}`` after running the module code. Each request
 ``{"id", "entry", "args"}`` gets ``{"id", "ok": value}`` or ``{"id", "error", "traceback"}``.
-Values are tagged plain data: ``{"f": float}``, ``{"n": int}``, ``{"a": nested floats, "s": shape}``,
-``{"i": nested ints, "s": shape}``, ``{"l": [...]}``, ``{"d": {...}}``, ``{"x": type name}``;
+Values are tagged plain data: ``{"f": float}``, ``{"n": int}``,
+``{"a": nested floats, "s": shape}``, ``{"i": nested ints, "s": shape}``, ``{"l": [...]}``,
+``{"d": {...}}``, ``{"x": type name}``;
 non-finite floats travel as the strings "inf", "-inf" and "nan".
 """
 from __future__ import annotations
@@ -65,7 +66,10 @@ BLOCKED_PREFIXES = (
     "_posixsubprocess.", "ctypes.", "ftplib.", "http.", "os.exec", "os.pidfd", "os.posix_spawn",
     "os.spawn", "shutil.", "smtplib.", "socket.", "urllib.", "webbrowser.",
 )
-UNAUDITED_KILLERS = {"os": "pidfd_open", "posix": "pidfd_open", "signal": "pidfd_send_signal", "_signal": "pidfd_send_signal"}
+UNAUDITED_KILLERS = {
+    "os": "pidfd_open", "posix": "pidfd_open",
+    "signal": "pidfd_send_signal", "_signal": "pidfd_send_signal",
+}
 PROTECTED_ATTRIBUTES = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 WRITE_MODES = frozenset("wax+")
@@ -101,7 +105,7 @@ def within(path: str, root: str) -> bool:
 
 
 def library_roots(project_root: str) -> tuple[str, ...]:
-    """Directories imports read from; one that contains the project would expose it, so it is dropped."""
+    """Directories imports read from, minus any that contains (and so would expose) the project."""
     roots = []
     for entry in sys.path:
         if entry and os.path.isdir(entry):
@@ -130,7 +134,10 @@ def enter_namespaces(libc) -> dict[str, bool]:
     if libc is None:
         return {"network": False, "filesystem": False, "processes": False}
     network = libc.unshare(CLONE_NEWNET) == 0
-    private = libc.unshare(CLONE_NEWNS) == 0 and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+    private = (
+        libc.unshare(CLONE_NEWNS) == 0
+        and libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) == 0
+    )
     processes = libc.unshare(CLONE_NEWPID) == 0
     return {"network": network, "filesystem": private, "processes": processes}
 
@@ -190,7 +197,7 @@ def mount_points() -> list[tuple[bytes, int]]:
 
 
 def lock_filesystem(libc, project_root: str, visible: tuple[str, ...]) -> bool:
-    """In our private mount table: every mount read-only and device-less, the project and /proc covered."""
+    """In our private mount table: all mounts read-only and device-less, project and /proc hidden."""
     complete = True
     for point, flags in mount_points():
         remount = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | flags
@@ -224,9 +231,9 @@ def forget_dangerous_modules() -> None:
     """Drop blocked modules numpy already loaded, so importing them again reaches the audit hook.
 
     pidfd_open and pidfd_send_signal can signal any process without an audit event, so they
-    are removed. _posixsubprocess starts processes without any audit event, so it is replaced by a stub:
-    libraries that merely import subprocess (numpy.testing, sympy) still load, and starting a
-    process through subprocess fails on its own audit event.
+    are removed. _posixsubprocess starts processes without any audit event, so it is replaced
+    by a stub: libraries that merely import subprocess (numpy.testing, sympy) still load, and
+    starting a process through subprocess fails on its own audit event.
     """
     for name in list(sys.modules):
         if not BLOCKED_MODULES.isdisjoint(name.split(".")):
@@ -244,7 +251,7 @@ def refuse_fork_exec(*args: object) -> None:
 
 
 def make_path_check(roots: tuple[str, ...], files: frozenset[str]):
-    """Build a check that resolves symlinks itself: no global names, so student code cannot swap them."""
+    """A path check that resolves symlinks itself and reads no global name student code could swap."""
 
     def allowed(
         path, _roots=roots, _files=files, _lstat=os.lstat, _readlink=os.readlink,
@@ -320,7 +327,8 @@ def make_audit_hook(allowed):
                 raise _denied(f"the grader's sandbox forbids importing {name!r}")
         elif event == "object.__setattr__":
             target, attribute = args[0], args[1]
-            if _type(target) is _function and target.__globals__ is _own_globals and attribute in _attributes:
+            ours = _type(target) is _function and target.__globals__ is _own_globals
+            if ours and attribute in _attributes:
                 raise _denied("the grader's sandbox forbids rewriting its own functions")
         elif event in _events or event.startswith(_prefixes):
             raise _denied(f"the grader's sandbox forbids {event}")
@@ -454,7 +462,8 @@ def flush_output() -> None:
 
 def load(source: str) -> types.ModuleType:
     """Run the module code as solution.py; tracebacks can quote it without reading any file."""
-    linecache.cache[STUDENT_FILENAME] = (len(source), None, source.splitlines(True), STUDENT_FILENAME)
+    lines = source.splitlines(True)
+    linecache.cache[STUDENT_FILENAME] = (len(source), None, lines, STUDENT_FILENAME)
     module = types.ModuleType("solution")
     module.__file__ = STUDENT_FILENAME
     sys.modules["solution"] = module
