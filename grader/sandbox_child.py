@@ -53,9 +53,10 @@ NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 BLOCKED_MODULES = frozenset({
     "_multiprocessing", "_posixshmem", "_posixsubprocess", "_testbuffer", "_testcapi",
     "_testimportmultiple", "_testinternalcapi", "_testmultiphase", "_xxinterpchannels",
-    "_xxsubinterpreters", "_xxtestfuzz", "cli", "exercises", "grader", "multiprocessing", "pty",
-    "reference", "resource",
+    "_xxsubinterpreters", "_xxtestfuzz", "_signal", "cli", "exercises", "grader", "multiprocessing",
+    "posix", "pty", "reference", "resource",
 })
+KEPT_LOADED = frozenset({"posix", "_signal"})
 BLOCKED_EVENTS = frozenset({
     "fcntl.ioctl", "os.chmod", "os.chown", "os.fork", "os.forkpty", "os.kill", "os.killpg",
     "os.link", "os.mkdir", "os.remove", "os.removexattr", "os.rename", "os.rmdir", "os.setxattr",
@@ -231,12 +232,13 @@ def forget_dangerous_modules() -> None:
     """Drop blocked modules numpy already loaded, so importing them again reaches the audit hook.
 
     pidfd_open and pidfd_send_signal can signal any process without an audit event, so they
-    are removed. _posixsubprocess starts processes without any audit event, so it is replaced
+    are removed; posix and _signal stay loaded (os and signal need them) but may not be
+    imported afresh, which would bring those functions back. _posixsubprocess starts processes without any audit event, so it is replaced
     by a stub: libraries that merely import subprocess (numpy.testing, sympy) still load, and
     starting a process through subprocess fails on its own audit event.
     """
     for name in list(sys.modules):
-        if not BLOCKED_MODULES.isdisjoint(name.split(".")):
+        if name not in KEPT_LOADED and not BLOCKED_MODULES.isdisjoint(name.split(".")):
             del sys.modules[name]
     for module, function in UNAUDITED_KILLERS.items():
         if hasattr(sys.modules.get(module), function):
