@@ -322,7 +322,7 @@ def test_time_budget_interrupts_pure_python() -> None:
     with pytest.raises(BudgetExceeded):
         with time_budget(0.2):
             busy_loop()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5
 
 
 def test_time_budget_interrupts_an_mpmath_computation() -> None:
@@ -339,7 +339,7 @@ def test_inner_budget_never_extends_the_outer_one() -> None:
         with time_budget(0.2):
             with time_budget(5):
                 busy_loop()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5
 
 
 def test_inner_budget_fires_first_and_outer_resumes() -> None:
@@ -361,7 +361,7 @@ def test_outer_budget_fires_after_inner_one_ends() -> None:
             with time_budget(0.2):
                 pass
             busy_loop()
-    assert 0.25 < time.monotonic() - started < 0.6
+    assert 0.25 < time.monotonic() - started < 1.5
 
 
 def test_time_budget_restores_handler_and_timer() -> None:
@@ -399,7 +399,7 @@ def test_equivalence_check_stops_within_budget() -> None:
         with time_budget(0.2):
             for seed in range(1000):
                 equivalent(heavy, heavy, [x], seed=seed)
-    assert time.monotonic() - started < 0.6
+    assert time.monotonic() - started < 2.0  # generous: a loaded CI machine; unstopped, this loop runs for minutes
 
 
 LEAVES = st.sampled_from([x, Integer(1), Integer(2), Integer(-3), Rational(1, 2)])

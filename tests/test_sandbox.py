@@ -5,6 +5,7 @@ Every test also checks that nothing is left behind: no probe file, no process, n
 from __future__ import annotations
 
 import dis
+import gc
 import glob
 import importlib.util
 import json
@@ -188,7 +189,7 @@ def test_total_budget_ends_further_calls_at_once():
     assert first.status == second.status == third.status == "timeout"
     assert "total time budget of 1.8 s" in second.message
     assert "total time budget" in third.message
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.5
 
 
 def test_infinite_loop_at_import_is_a_load_timeout():
@@ -387,6 +388,17 @@ def test_closed_sandbox_refuses_calls_and_removes_its_directory():
     assert not os.path.exists(workdir)
     with pytest.raises(RuntimeError):
         box.call("dfdx", 1.0)
+
+
+def test_a_sandbox_never_closed_is_cleaned_up_when_collected():
+    before = own_children()
+    box = open_sandbox("code", "good")
+    assert box.call("dfdx", 1.0).status == "ok"
+    (child,) = own_children() - before
+    workdir = os.readlink(f"/proc/{child}/cwd")
+    del box
+    gc.collect()
+    assert not os.path.exists(workdir)
 
 
 def test_encode_and_decode_agree_on_plain_data():
