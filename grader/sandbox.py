@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -214,7 +215,48 @@ class _Child:
     requests: int
     results: int
     output: int | None
-    inbox: bytearray
+    inbox: bytearray = field(default_factory=bytearray)
+
+    def kill(self) -> None:
+        """Kill everything the child started, then reap it; nothing may outlive the sandbox.
+
+        Where the child made a PID namespace, its only child is that namespace's PID 1: killing
+        it ends every process inside, and the child reaps it before ending the same way, so no
+        zombie is handed to the system's init. Then the whole process group gets SIGKILL before
+        the child is reaped, so the group id cannot be reused meanwhile.
+        """
+        pid = self.process.pid
+        inits = _children_of(pid)
+        for init in inits:
+            _kill_quietly(os.kill, init)
+        if inits:
+            _exit_status(pid, EXIT_GRACE_SECONDS)
+        _kill_quietly(os.killpg, pid)
+        _kill_quietly(os.kill, pid)
+        self.process.wait()
+
+    def close_pipes(self) -> None:
+        for fd in (self.requests, self.results, self.output):
+            if fd is not None:
+                os.close(fd)
+        self.output = None
+
+
+@dataclass
+class _Resources:
+    """What a sandbox holds outside Python; released on close, or by a finalizer if never closed."""
+
+    workdir: str | None = None
+    children: list[_Child] = field(default_factory=list)
+
+    def release(self) -> None:
+        for child in self.children:
+            child.kill()
+            child.close_pipes()
+        self.children.clear()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
 
 class Sandbox:
@@ -224,7 +266,8 @@ class Sandbox:
         self._source = source
         self._limits = limits
         self._project_root = Path(project_root).resolve()
-        self._workdir: str | None = None
+        self._resources = _Resources()
+        self._release = weakref.finalize(self, self._resources.release)
         self._child: _Child | None = None
         self._deadline: float | None = None
         self._load_failure: _Failure | None = None
@@ -245,9 +288,7 @@ class Sandbox:
         """Kill the process group and remove the working directory; safe to call twice."""
         if self._child is not None:
             self._destroy()
-        if self._workdir is not None:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
+        self._release()
         self._closed = True
 
     @property
@@ -318,8 +359,9 @@ class Sandbox:
             raise
 
     def _spawn(self) -> None:
-        if self._workdir is None:
-            self._workdir = tempfile.mkdtemp(prefix="chain-grader-sandbox-")
+        resources = self._resources
+        if resources.workdir is None:
+            resources.workdir = tempfile.mkdtemp(prefix="chain-grader-sandbox-")
         request_read, request_write = os.pipe()
         result_read, result_write = os.pipe()
         output_read, output_write = os.pipe()
@@ -330,7 +372,7 @@ class Sandbox:
                 stdout=output_write,
                 stderr=output_write,
                 pass_fds=(request_read, result_write),
-                cwd=self._workdir,
+                cwd=resources.workdir,
                 env=CHILD_ENVIRONMENT,
                 start_new_session=True,
             )
@@ -343,7 +385,8 @@ class Sandbox:
                 os.close(fd)
         for fd in (request_write, result_read, output_read):
             os.set_blocking(fd, False)
-        self._child = _Child(process, request_write, result_read, output_read, bytearray())
+        self._child = _Child(process, request_write, result_read, output_read)
+        resources.children.append(self._child)
 
     def _handshake(self) -> None:
         start_deadline = min(self._deadline, time.monotonic() + STARTUP_SECONDS)
@@ -492,55 +535,19 @@ class Sandbox:
 
     def _broken(self, reason: str | None = None) -> _Failure:
         """A protocol violation or a dead child: find out how it ended, then kill the group."""
-        ended = self._exit_status(EXIT_GRACE_SECONDS if reason is None else 0.0)
+        ended = _exit_status(self._child.process.pid, EXIT_GRACE_SECONDS if reason is None else 0.0)
         if reason is None:
             reason = _death_reason(ended, self._limits) if ended else "closed the grader's channel"
         self._destroy()
         return _Failure("crash", reason)
 
-    def _exit_status(self, grace: float) -> tuple[int, int] | None:
-        """(si_code, si_status) once the child exited, without reaping it: its pid stays ours."""
-        pid = self._child.process.pid
-        give_up = time.monotonic() + grace
-        while True:
-            try:
-                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-            except ChildProcessError:
-                return None
-            if info is not None and info.si_pid == pid:
-                return info.si_code, info.si_status
-            if time.monotonic() >= give_up:
-                return None
-            time.sleep(0.005)
-
     def _destroy(self) -> None:
-        """Kill everything the child started, then reap it; nothing may outlive the sandbox.
-
-        Where the child made a PID namespace, its only child is that namespace's PID 1: killing
-        it ends every process inside, and the child reaps it before ending the same way, so no
-        zombie is handed to the system's init. Then the whole process group gets SIGKILL before
-        the child is reaped, so the group id cannot be reused meanwhile.
-        """
+        """Kill and reap the current child, keeping whatever it printed last."""
         child = self._child
-        pid = child.process.pid
-        inits = _children_of(pid)
-        for init in inits:
-            try:
-                os.kill(init, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if inits:
-            self._exit_status(EXIT_GRACE_SECONDS)
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        child.process.wait()
+        child.kill()
         self._drain_output(until_empty=True)
-        for fd in (child.requests, child.results, child.output):
-            if fd is not None:
-                os.close(fd)
+        child.close_pipes()
+        self._resources.children.remove(child)
         self._child = None
 
     def _timeout_message(self, phase: str) -> str:
@@ -554,6 +561,28 @@ class Sandbox:
 
     def _budget_message(self) -> str:
         return f"used up the total time budget of {self._limits.total_seconds:g} s for this submission"
+
+
+def _exit_status(pid: int, grace: float) -> tuple[int, int] | None:
+    """(si_code, si_status) once our child `pid` exited, without reaping it: its pid stays ours."""
+    give_up = time.monotonic() + grace
+    while True:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if info is not None and info.si_pid == pid:
+            return info.si_code, info.si_status
+        if time.monotonic() >= give_up:
+            return None
+        time.sleep(0.005)
+
+
+def _kill_quietly(kill, pid: int) -> None:
+    try:
+        kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _children_of(pid: int) -> list[int]:
