@@ -2,7 +2,7 @@
 
 Every function named by an exercise's `entry` is defined here; the grader imports this
 file and calls them. The shapes come from the arrays passed in, never hard-coded.
-Most are correct; backwardTanhMse carries a classic bug on purpose (it forgets the
+Most are correct; backward_tanh_mse carries a classic bug on purpose (it forgets the
 derivative of tanh), so the sample report shows how a wrong gradient is explained.
 """
 import math
@@ -31,7 +31,7 @@ def sigmoid(z):
 
 # ---------------------------------------------------------------- softmax-regression
 
-def backwardSoftmaxRegression(params, x, y):
+def backward_softmax_regression(params, x, y):
     W1, b1 = params["W1"], params["b1"]
     out = x @ W1 + b1
     shifted = out - out.max(axis=1, keepdims=True)
@@ -45,7 +45,7 @@ def backwardSoftmaxRegression(params, x, y):
 
 # ---------------------------------------------------------------- mlp-sigmoid-mse
 
-def backwardSigmoidMse(params, x, y):
+def backward_sigmoid_mse(params, x, y):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     z1 = x @ W1 + b1
     h1 = 1.0 / (1.0 + np.exp(-z1))
@@ -57,7 +57,7 @@ def backwardSigmoidMse(params, x, y):
 
 # ---------------------------------------------------------------- mlp-tanh-mse
 
-def backwardTanhMse(params, x, y):
+def backward_tanh_mse(params, x, y):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     z1 = x @ W1 + b1
     h1 = np.tanh(z1)
@@ -69,7 +69,7 @@ def backwardTanhMse(params, x, y):
 
 # ---------------------------------------------------------------- mlp-relu-softmax
 
-def backwardReluSoftmax(params, x, y):
+def backward_relu_softmax(params, x, y):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     z1 = x @ W1 + b1
     h1 = np.maximum(z1, 0.0)
@@ -84,7 +84,7 @@ def backwardReluSoftmax(params, x, y):
 
 # ---------------------------------------------------------------- mlp-softplus-square
 
-def backwardSoftplusSquare(params, x, y):
+def backward_softplus_square(params, x, y):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     z1 = x @ W1 + b1
     h1 = np.logaddexp(0.0, z1)          # softplus, computed stably
@@ -96,7 +96,7 @@ def backwardSoftplusSquare(params, x, y):
 
 # ---------------------------------------------------------------- deep-linear-network
 
-def backwardDeepLinear(params, x, y):
+def backward_deep_linear(params, x, y):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     h1 = x @ W1 + b1                    # identity activation: h1 = z1
     out = h1 @ W2 + b2
@@ -107,7 +107,7 @@ def backwardDeepLinear(params, x, y):
 
 # ---------------------------------------------------------------- three-layer-tanh-relu
 
-def backwardTanhRelu(params, x, y):
+def backward_tanh_relu(params, x, y):
     W1, b1 = params["W1"], params["b1"]
     W2, b2 = params["W2"], params["b2"]
     W3, b3 = params["W3"], params["b3"]
@@ -128,7 +128,7 @@ def backwardTanhRelu(params, x, y):
 
 # ---------------------------------------------------------------- three-layer-sigmoid-softmax
 
-def backwardSigmoidSoftmax(params, x, y):
+def backward_sigmoid_softmax(params, x, y):
     W1, b1 = params["W1"], params["b1"]
     W2, b2 = params["W2"], params["b2"]
     W3, b3 = params["W3"], params["b3"]
@@ -150,7 +150,7 @@ def backwardSigmoidSoftmax(params, x, y):
 
 # ---------------------------------------------------------------- three-layer-softplus-relu
 
-def backwardSoftplusRelu(params, x, y):
+def backward_softplus_relu(params, x, y):
     W1, b1 = params["W1"], params["b1"]
     W2, b2 = params["W2"], params["b2"]
     W3, b3 = params["W3"], params["b3"]
@@ -174,7 +174,7 @@ def backwardSoftplusRelu(params, x, y):
 
 # ---------------------------------------------------------------- network-step-sigmoid
 
-def stepSigmoidMse(params, x, y, lr):
+def step_sigmoid_mse(params, x, y, lr):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     h1 = 1.0 / (1.0 + np.exp(-(x @ W1 + b1)))
     out = h1 @ W2 + b2
@@ -186,7 +186,7 @@ def stepSigmoidMse(params, x, y, lr):
 
 # ---------------------------------------------------------------- network-step-softmax
 
-def stepReluSoftmax(params, x, y, lr):
+def step_relu_softmax(params, x, y, lr):
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     z1 = x @ W1 + b1
     h1 = np.maximum(z1, 0.0)

@@ -14,7 +14,9 @@ _COMMANDS = {
     r"\alpha": "α", r"\beta": "β", r"\sigma": "σ", r"\eta": "η", r"\lambda": "λ", r"\nabla": "∇",
     r"\mathcal{L}": "L", r"\top": "ᵀ", r"\ldots": "…", r"\dots": "…", r"\le": "≤", r"\ge": "≥",
     r"\neq": "≠", r"\approx": "≈", r"\in": "∈", r"\mathbb{R}": "ℝ", r"\sum": "Σ", r"\odot": "⊙",
-    r"\left": "", r"\right": "", r"\,": " ", r"\;": " ", r"\quad": "  ", r"\!": "",
+    r"\left.": "", r"\right.": "", r"\left": "", r"\right": "", r"\bigl": "", r"\bigr": "", r"\Bigl": "", r"\Bigr": "", r"\big": "",
+    r"\,": " ", r"\;": " ", r"\ ": " ", r"\qquad": "    ", r"\quad": "  ", r"\!": "", r"\ne": "≠",
+    r"\mid": "|", r"\vert": "|", r"\hat": "", r"\bar": "", r"\tilde": "", r"\vec": "",
 }
 _FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _SQRT = re.compile(r"\\sqrt\{([^{}]*)\}")
@@ -23,7 +25,8 @@ _GROUP_POWER = re.compile(r"([\^_])\{([^{}]*)\}")
 
 
 def _atom(text: str) -> str:
-    return text if re.fullmatch(r"[\w.]+", text) else f"({text})"
+    """Keep a single number or name bare; wrap anything longer (2x, x+1) in parentheses."""
+    return text if re.fullmatch(r"[A-Za-z]+|\d+(\.\d+)?|[^\x00-\x7f]", text) else f"({text})"
 
 
 def terminal_math(text: str) -> str:
@@ -38,6 +41,7 @@ def terminal_math(text: str) -> str:
             math = _GROUP_POWER.sub(lambda m: m.group(1) + _atom(m.group(2)), math)
         for command in sorted(_COMMANDS, key=len, reverse=True):
             math = math.replace(command, _COMMANDS[command])
+        math = re.sub(r"\\[A-Za-z]+", lambda m: m.group(0)[1:], math)
         return math.replace("{", "").replace("}", "")
 
     text = re.sub(r"\$\$(.+?)\$\$", convert, text, flags=re.S)
