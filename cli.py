@@ -73,10 +73,11 @@ def list_(
     format: ListFormat = typer.Option(ListFormat.text, "--format", help="text, or json: a list of {id, title, kind, points, params}."),
 ) -> None:
     """List the exercises of the bank, with kind and points."""
+    from grader.bank import summaries
+    from grader.index import select
     from grader.render.listing import listing
 
-    bank = _bank(exercises)
-    typer.echo(listing(bank.select(kinds=kind, tags=tag), format.value), nl=False)
+    typer.echo(listing(select(summaries(exercises), kinds=kind, tags=tag), format.value), nl=False)
 
 
 @app.command()
@@ -87,10 +88,14 @@ def show(
     exercises: Optional[Path] = ExercisesOpt,
 ) -> None:
     """Print one exercise's prompt for this student's variant."""
+    from grader.bank import summaries
     from grader.render.prompt import show_exercise
 
-    entry = _bank(exercises).get(exercise_id)
-    typer.echo(show_exercise(entry, student, solution), nl=False)
+    found = {s.id: s for s in summaries(exercises)}
+    if exercise_id not in found:
+        _bank(exercises).get(exercise_id)
+    full = _bank(exercises).get(exercise_id) if solution else None
+    typer.echo(show_exercise(found[exercise_id], student, full), nl=False)
 
 
 @app.command()

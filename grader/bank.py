@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader.errors import InputError, InvalidFiles
-from grader.loader import Document, load
-from grader.models import Exercise
+
+if TYPE_CHECKING:
+    from grader.index import Summary
+    from grader.loader import Document
+    from grader.models import Exercise
 
 
 def bundled_dir() -> Path:
@@ -65,6 +69,9 @@ def exercise_files(paths: list[Path]) -> list[Path]:
 
 def load_files(files: list[Path]) -> tuple[dict[str, Entry], list[InputError]]:
     """Load every file; collect every problem instead of stopping at the first."""
+    from grader.loader import load
+    from grader.models import Exercise
+
     entries: dict[str, Entry] = {}
     problems: list[InputError] = []
     for file in files:
@@ -94,6 +101,33 @@ def load_bank(folder: Path | None = None) -> Bank:
     if not entries:
         raise InputError("contains no exercise files (*.yaml)", str(folder))
     return Bank(folder, dict(sorted(entries.items(), key=lambda kv: _order_key(kv[1]))))
+
+
+def summaries(folder: Path | None = None) -> list["Summary"]:
+    """Light summaries of every exercise (list, show): from the index when the bank is unchanged."""
+    from grader import index
+
+    folder = folder if folder is not None else bundled_dir()
+    files = exercise_files([folder]) if folder.is_dir() else []
+    cached = index.read(folder, files)
+    if cached is not None:
+        return cached
+    bank = load_bank(folder)
+    result = [summarize(entry) for entry in bank.entries.values()]
+    index.write(folder, files, result)
+    return result
+
+
+def summarize(entry: Entry) -> "Summary":
+    from grader.index import PartSummary, Summary
+
+    exercise = entry.exercise
+    return Summary(
+        id=exercise.id, title=exercise.title, kind=exercise.kind, tags=list(exercise.tags), prompt=exercise.prompt,
+        params={name: spec.model_dump() for name, spec in exercise.params.items()},
+        parts=[PartSummary(p.id, p.prompt, p.points, p.answer, p.entry) for p in exercise.parts],
+        points=exercise.points, path=entry.path,
+    )
 
 
 def _order_key(entry: Entry) -> tuple:

@@ -13,21 +13,34 @@ from decimal import Decimal
 from fractions import Fraction
 from itertools import islice, product
 
-from grader.models import Exercise, ParamSpec
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 Value = int | Fraction
 
 
-def values(spec: ParamSpec) -> list[Value]:
+class HasParams(Protocol):
+    """An exercise model, or the light summary `grade show` reads from the index."""
+
+    id: str
+    params: Mapping[str, Any]
+
+
+def _field(spec: Any, name: str) -> Any:
+    """Param specs arrive as models (grading) or as plain dicts (the index): read either."""
+    return spec.get(name) if isinstance(spec, Mapping) else getattr(spec, name)
+
+
+def values(spec: Any) -> list[Value]:
     """Every value a param can take, in a fixed order."""
-    if spec.choices is not None:
-        return [_exact(v) for v in spec.choices]
-    if spec.integers is not None:
-        low, high = spec.integers
-        excluded = set(spec.exclude)
+    if _field(spec, "choices") is not None:
+        return [_exact(v) for v in _field(spec, "choices")]
+    if _field(spec, "integers") is not None:
+        low, high = _field(spec, "integers")
+        excluded = set(_field(spec, "exclude") or ())
         return [n for n in range(low, high + 1) if n not in excluded]
-    low, high = spec.decimals  # type: ignore[misc]
-    scale = 10**spec.places
+    low, high = _field(spec, "decimals")
+    scale = 10 ** (_field(spec, "places") if _field(spec, "places") is not None else 1)
     first, last = round(Decimal(str(low)) * scale), round(Decimal(str(high)) * scale)
     return [Fraction(int(k), scale) for k in range(int(first), int(last) + 1)]
 
@@ -36,7 +49,7 @@ def _exact(value: int | float) -> Value:
     return value if isinstance(value, int) else Fraction(Decimal(str(value)))
 
 
-def draw(exercise: Exercise, student: str | None) -> dict[str, Value]:
+def draw(exercise: HasParams, student: str | None) -> dict[str, Value]:
     """This student's values of every param of the exercise."""
     who = student or ""
     chosen: dict[str, Value] = {}
@@ -47,7 +60,7 @@ def draw(exercise: Exercise, student: str | None) -> dict[str, Value]:
     return chosen
 
 
-def all_variants(exercise: Exercise, limit: int = 24) -> list[dict[str, Value]]:
+def all_variants(exercise: HasParams, limit: int = 24) -> list[dict[str, Value]]:
     """Every combination when there are few; else a fixed sample drawn for students "v0", "v1", ..."""
     names = list(exercise.params)
     pools = [values(exercise.params[name]) for name in names]

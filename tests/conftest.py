@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ def parts_of(report: dict) -> dict[tuple[str, str], dict]:
     return {(e["id"], p["id"]): p for e in report["exercises"] for p in e["parts"]}
 
 
-@pytest.fixture
-def run_grade():
-    return grade
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Each test session gets its own bank-index cache, inherited by every `grade` it runs."""
+    os.environ["CHAIN_GRADER_CACHE"] = str(tmp_path_factory.mktemp("cache"))

@@ -185,3 +185,20 @@ def test_usage_errors_exit_2():
     assert grade("submit", "--format", "pdf").code == 2
     assert grade("no-such-command").code == 2
     assert grade("show", "no-such-exercise").code == 2
+
+
+def test_list_and_show_use_the_index_and_notice_a_changed_bank(tmp_path: Path):
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    source = (TEXTBOOK / "bank" / "power-100.yaml").read_text()
+    (bank / "a.yaml").write_text(source)
+    first = grade("list", "--exercises", bank, "--format", "json")
+    assert [e["id"] for e in first.json()] == ["power-100"]
+    assert grade("list", "--exercises", bank, "--format", "json").out == first.out
+    (bank / "a.yaml").write_text(source.replace("title: (x^3 - 1)^100", "title: renamed"))
+    (bank / "b.yaml").write_text(source.replace("id: power-100", "id: second"))
+    again = grade("list", "--exercises", bank, "--format", "json").json()
+    assert [(e["id"], e["title"]) for e in again] == [("power-100", "renamed"), ("second", "(x^3 - 1)^100")]
+    (bank / "b.yaml").write_text("id: [broken\n")
+    broken = grade("show", "second", "--exercises", bank)
+    assert broken.code == 2 and "b.yaml:" in broken.err and "YAML syntax" in broken.err

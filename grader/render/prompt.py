@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import re
 
-from grader.bank import Entry
+from typing import TYPE_CHECKING
+
+from grader.index import Summary
 from grader.variants import Value, draw, format_value
+
+if TYPE_CHECKING:
+    from grader.bank import Entry
 
 _COMMANDS = {
     r"\cdot": "·", r"\times": "×", r"\partial": "∂", r"\to": "→", r"\rightarrow": "→", r"\leftarrow": "←",
@@ -56,8 +61,8 @@ def fill(text: str, params: dict[str, Value]) -> str:
     return pattern.sub(lambda m: format_value(params[m.group(1)]), text)
 
 
-def show_exercise(entry: Entry, student: str | None, solution: bool = False) -> str:
-    exercise = entry.exercise
+def show_exercise(exercise: Summary, student: str | None, full: "Entry | None" = None) -> str:
+    """The prompt of this student's variant; with the full entry, also the worked solution."""
     params = draw(exercise, student)
     out = [f"{exercise.title}  [{exercise.id}, {exercise.kind}, {exercise.points:g} points]", ""]
     if exercise.prompt:
@@ -66,8 +71,8 @@ def show_exercise(entry: Entry, student: str | None, solution: bool = False) -> 
         how = {"function": f"code: define `{part.entry}` in solution.py",
                "backprop": f"code: define `{part.entry}` in solution.py"}.get(part.answer, f"answer: {part.answer}")
         out.append(f"({part.id}) {terminal_math(fill(part.prompt.strip(), params)) if part.prompt else ''}  [{part.points:g} pt, {how}]")
-    if solution:
-        out += ["", *_solutions(entry, params)]
+    if full is not None:
+        out += ["", *_solutions(full, params)]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -1,0 +1,152 @@
+"""Speed of one student's `grade submit`, of the light commands, and of single checks.
+
+Every figure is a ratio against a baseline measured in this same run on this same machine,
+so the numbers mean the same on a laptop and on a loaded CI runner:
+
+- `grade submit` of a 100+ part submission vs `python -c "import sympy, numpy"` (target <= 2x);
+- `grade --help`, `grade list`, `grade show` vs `python -c pass` (target < 3x), and whether
+  they import sympy at all (`python -X importtime`; target: never);
+- peak memory (max RSS) of `grade submit` (target < 300 MB);
+- the median single check (parse both sides, judge) vs a naive `simplify(a - b) == 0`
+  checker on the same corpus (target >= 5x faster), and the worst check vs its budget.
+
+    python benchmarks/bench_speed.py [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+CLI = [sys.executable, str(ROOT / "cli.py")]
+
+
+def wall(command: list[str], repeat: int) -> float:
+    """Median wall time of a command (output discarded)."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def imports_sympy(command: list[str]) -> bool:
+    done = subprocess.run([sys.executable, "-X", "importtime", *command[1:]], capture_output=True, text=True)
+    return any(line.rstrip().endswith("| sympy") for line in done.stderr.splitlines())
+
+
+def big_submission(folder: Path) -> tuple[Path, Path, int]:
+    """The bundled bank twice (ids suffixed -2) and the sample answers for both copies."""
+    import yaml
+
+    bank = folder / "bank"
+    bank.mkdir()
+    parts = 0
+    for source in sorted((ROOT / "exercises").glob("*.yaml")):
+        text = source.read_text()
+        exercise = yaml.safe_load(text)
+        parts += 2 * len(exercise["parts"])
+        (bank / source.name).write_text(text)
+        (bank / f"copy-{source.name}").write_text(text.replace(f"id: {exercise['id']}\n", f"id: {exercise['id']}-2\n", 1))
+    answers = yaml.safe_load((ROOT / "examples/sample/answers.yaml").read_text())
+    answers["answers"].update({f"{key}-2": value for key, value in list(answers["answers"].items())})
+    submission = folder / "student"
+    submission.mkdir()
+    (submission / "answers.yaml").write_text(yaml.safe_dump(answers, allow_unicode=True))
+    shutil.copy(ROOT / "examples/sample/solution.py", submission / "solution.py")
+    return bank, submission / "answers.yaml", parts
+
+
+def peak_memory_mb(command: list[str]) -> float:
+    """Max RSS of the command's process tree's largest member (Linux reports KiB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+
+
+def check_corpus() -> list[tuple[str, str, list[str]]]:
+    from test_grading import HOSTILE, TRICKY
+
+    corpus = [(expected, answer, variables) for expected, answer, variables, _ in TRICKY]
+    corpus += [("2x", text, ["x"]) for text in HOSTILE.values()]
+    return corpus
+
+
+def time_checks(corpus) -> tuple[list[float], list[float]]:
+    """Our check and the naive simplify checker on the same parsed pairs, one after the other."""
+    import sympy
+
+    from grader.errors import GraderError
+    from grader.grade import Options, check
+    from grader.parse import parse_expression
+    from reference.chain import symbol
+
+    ours, naive = [], []
+    options = Options()
+    for expected, answer, variables in corpus:
+        started = time.perf_counter()
+        check(expected, answer, variables, options)
+        ours.append(time.perf_counter() - started)
+        names = {v: symbol(v) for v in variables}
+        try:
+            a, b = parse_expression(expected, names), parse_expression(answer, names)
+        except GraderError:
+            continue
+        started = time.perf_counter()
+        sympy.simplify(a - b) == 0
+        naive.append(time.perf_counter() - started)
+    return ours, naive
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    results: list[tuple[str, float, str, bool]] = []
+
+    bare = wall([sys.executable, "-c", "pass"], args.repeat)
+    floor = wall([sys.executable, "-c", "import sympy, numpy"], args.repeat)
+    print(f"baseline: python -c pass {bare * 1000:.0f} ms; import sympy, numpy {floor * 1000:.0f} ms")
+
+    for name, command in [("grade --help", [*CLI, "--help"]), ("grade list", [*CLI, "list"]),
+                          ("grade show", [*CLI, "show", "power-of-quadratic"])]:
+        ratio = wall(command, args.repeat) / bare
+        results.append((f"{name} / python -c pass", ratio, "< 3x", ratio < 3))
+        results.append((f"{name} imports sympy", float(imports_sympy(command)), "never", not imports_sympy(command)))
+
+    with tempfile.TemporaryDirectory() as folder:
+        bank, answers, parts = big_submission(Path(folder))
+        command = [*CLI, "submit", str(answers), "--exercises", str(bank)]
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm the caches once
+        submit = wall(command, args.repeat)
+        ratio = submit / floor
+        print(f"grade submit of {parts} parts: {submit * 1000:.0f} ms")
+        results.append((f"submit ({parts} parts) / import", ratio, "<= 2x", ratio <= 2))
+        memory = peak_memory_mb(command)
+        results.append(("submit peak memory (MB)", memory, "< 300", memory < 300))
+
+    ours, naive = time_checks(check_corpus())
+    speedup = statistics.median(naive) / statistics.median(ours)
+    print(f"checks: {len(ours)}; ours median {statistics.median(ours) * 1000:.1f} ms, worst {max(ours) * 1000:.1f} ms; "
+          f"naive simplify median {statistics.median(naive) * 1000:.1f} ms, worst {max(naive) * 1000:.1f} ms")
+    results.append(("median check speed-up vs naive", speedup, ">= 5x", speedup >= 5))
+    results.append(("worst check (s)", max(ours), "<= budget 2 s", max(ours) <= 2.0))
+
+    print()
+    for name, value, target, passed in results:
+        print(f"{name:<36} {value:8.2f}   target {target:<14} {'PASS' if passed else 'FAIL'}")
+    return 0 if all(r[3] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
