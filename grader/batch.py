@@ -74,7 +74,10 @@ def submission_folders(folder: Path) -> list[Path]:
     """Immediate sub-folders, sorted by name (code point order, the same on every machine); hidden ones skipped."""
     if not folder.is_dir():
         raise InputError("is not a folder of submissions", str(folder))
-    found = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    try:
+        found = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    except OSError as exc:
+        raise InputError(f"cannot list the submissions: {exc.strerror}", str(folder)) from None
     if not found:
         raise InputError(f"has no submission folders (expected one sub-folder per student, each with {ANSWERS_FILE})", str(folder))
     return found
