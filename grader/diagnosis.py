@@ -1,33 +1,38 @@
 """Name the chain-rule mistake behind a wrong answer.
 
-Mistakes are never guessed from the answer's text. For each known mistake we
-generate the answer it would produce, from the reference computation itself
-(drop a path, drop an inner derivative, evaluate the outer derivative at the wrong
-place, run backprop with a wrong piece), and compare the student's answer with it
-by the same numeric equivalence used for grading. The most specific match wins.
+Mistakes are never guessed from the answer's text. For each known mistake we generate the
+answer it would produce, from the reference computation itself (drop a path, drop an inner
+derivative, evaluate an outer derivative at the wrong place, run backprop with a wrong piece),
+and compare the student's answer with it by the same numeric equivalence used for grading.
+Candidates come most specific first and the first match wins: a plain constant multiple of the
+right answer (sign-error, constant-factor) is named only when no candidate explains it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import combinations
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import sympy
 
 from grader import arrays
-from grader.equivalence import RealFunction, compare, evaluate
+from grader.equivalence import RealFunction, compare, evaluate, values_close
+from grader.errors import BudgetExceeded
 from grader.parse import to_text
-from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, one_hot, softmax
-from reference.chain import Derivative, Link, Path, peel, symbol
+from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, _tape_names, softmax
+from reference.chain import Chain, Derivative, Link, Path, peel, symbol
 
 if TYPE_CHECKING:
     from grader.compile import Compiled, PartReference
     from grader.grade import Draw, Oracle
 
 MAX_PATHS_FOR_SUBSETS = 5
+"""Up to this many paths every proper subset is a missing-path candidate (2^n - 2 of them)."""
+
 PEEL_DEPTH = 4
+"""How many compositions deep one definition is peeled (sin(exp(cos(x^2))) is 3)."""
 
 DESCRIPTIONS = {
     "forgot-inner-derivative": "You differentiated the outer function but did not multiply by the derivative of the inside.",
@@ -67,136 +72,213 @@ def describe(mistake: str) -> str:
     return DESCRIPTIONS[mistake]
 
 
-# ---------------------------------------------------------------- expressions
+# ---------------------------------------------------------------- chain-rule steps
 
-def _product(factors: list[sympy.Expr]) -> sympy.Expr:
-    return sympy.Mul(*factors)
+@dataclass(frozen=True)
+class Step:
+    """One factor of a chain-rule product: `top` as `function` of `bottom`, differentiated.
 
-
-def _route(path: Path) -> str:
-    names = path.names()
-    if len(names) == 2:
-        return f"the direct dependence of {names[0]} on {names[1]} (∂{names[0]}/∂{names[1]})"
-    through = ", ".join(names[1:-1])
-    factors = " · ".join(f"∂{link.node}/∂{link.input}" for link in path.links)
-    return f"the path through {through}: {factors}"
-
-
-def _peel_mistakes(expr: sympy.Expr, var: sympy.Symbol, depth: int = 0) -> list[Candidate]:
-    """Mistakes inside one composite expression f(g(x)), at every depth of nesting."""
-    step = peel(expr, var) if depth < PEEL_DEPTH else None
-    if step is None:
-        return []
-    u = step.placeholder
-    outer_at_inner = step.outer_derivative.subs(u, step.inner)
-    inner_text = to_text(step.inner)
-    found = []
-    if step.inner_derivative != 1:
-        found.append(Candidate("forgot-inner-derivative",
-                  f"You differentiated {to_text(step.outer)} (with {u} = {inner_text}) but did not multiply by "
-                  f"the inner derivative d{u}/d{var} = {to_text(step.inner_derivative)}.",
-                  outer_at_inner))
-    if u in step.outer_derivative.free_symbols:
-        found.append(Candidate("derivative-inside",
-                  f"You put the inner derivative inside: you wrote {to_text(step.outer_derivative)} at {u} = "
-                  f"{to_text(step.inner_derivative)} instead of multiplying {to_text(step.outer_derivative)} at "
-                  f"{u} = {inner_text} by {to_text(step.inner_derivative)}.",
-                  step.outer_derivative.subs(u, step.inner_derivative)))
-        found.append(Candidate("product-of-derivatives",
-                  f"You evaluated the outer derivative {to_text(step.outer_derivative)} at {var} instead of at "
-                  f"{u} = {inner_text}, then multiplied by {to_text(step.inner_derivative)}.",
-                  step.outer_derivative.subs(u, var) * step.inner_derivative))
-    for deeper in _peel_mistakes(step.inner, var, depth + 1):
-        found.append(Candidate(deeper.mistake, deeper.message, outer_at_inner * deeper.expr))
-    return found
-
-
-def _link_mistakes(path: Path, chain: Any, wrt_symbol: sympy.Symbol, composite: bool) -> list[Candidate]:
-    """Chain-rule mistakes along one path: a dropped inner factor, or a link differentiated wrongly.
-
-    f'(g'(x)) and f'(x) g'(x) are composite-chain mistakes: only generated when the path is the only one.
+    `bottom` is a name of the chain or a placeholder (u, v, ...) that a peeled composite
+    introduces; `inner` is what it stands for, in the chain's names.
     """
-    links = path.links
-    subs = [link.substituted for link in links]
+
+    top: str
+    bottom: str
+    function: sympy.Expr
+    local: sympy.Expr
+    inner: sympy.Expr
+
+    @property
+    def label(self) -> str:
+        """d top/d bottom, or with ∂ when `function` has other inputs held fixed."""
+        d = "∂" if self.function.free_symbols - {symbol(self.bottom)} else "d"
+        return f"{d}{self.top}/{d}{self.bottom}"
+
+    def value(self, chain: Chain) -> sympy.Expr:
+        """This factor in free variables: the local derivative at bottom = inner."""
+        return chain.expand(self.local.xreplace({symbol(self.bottom): self.inner}))
+
+
+def _fresh(taken: set[str]) -> str:
+    """A placeholder name the chain and this path do not use yet: u, v, w, u1, u2, ..."""
+    for name in ("u", "v", "w"):
+        if name not in taken:
+            return name
+    index = 1
+    while f"u{index}" in taken:
+        index += 1
+    return f"u{index}"
+
+
+def path_steps(chain: Chain, path: Path) -> list[Step]:
+    """The factors of one path, outermost first, every composite definition peeled into links.
+
+    y = sin(x^2) on one line becomes dy/du = cos(u) and du/dx = 2x, exactly as if the
+    exercise had defined u = x^2 and y = sin(u), so one-line composites and link-by-link
+    definitions are taught and diagnosed the same way.
+    """
+    taken = set(chain.variables) | set(chain.names)
+    steps: list[Step] = []
+    for link in path.links:
+        var = symbol(link.input)
+        top, function = link.node, chain.expression(link.node)
+        for _ in range(PEEL_DEPTH):
+            peeled = peel(function, var)
+            if peeled is None:
+                break
+            name = _fresh(taken)
+            taken.add(name)
+            placeholder = {peeled.placeholder: symbol(name)}
+            steps.append(Step(top, name, peeled.outer.xreplace(placeholder),
+                              peeled.outer_derivative.xreplace(placeholder), peeled.inner))
+            top, function = name, peeled.inner
+        steps.append(Step(top, link.input, function, sympy.diff(function, var), var))
+    return steps
+
+
+def _d(top: str, wrt: str, expr: sympy.Expr) -> str:
+    """d top/d wrt, written with ∂ when `expr` also depends on other variables."""
+    d = "∂" if expr.free_symbols - {symbol(wrt)} else "d"
+    return f"{d}{top}/{d}{wrt}"
+
+
+def _stands_for(chain: Chain, step: Step) -> str:
+    """'(with u = x^2 + 1)' for a step whose bottom is an intermediate, '' for a free variable."""
+    if step.bottom in chain.variables:
+        return ""
+    return f" (with {step.bottom} = {to_text(chain.expand(step.inner))})"
+
+
+def _step_mistakes(chain: Chain, steps: list[Step], wrt: str, composite: bool) -> list[Candidate]:
+    """Mistakes along one path: a dropped inner factor, or an outer derivative evaluated at the wrong place.
+
+    f'(g'(x)) and f'(x) g'(x) are mistakes of a composite chain: generated only when the
+    derivative has a single path.
+    """
+    values = [step.value(chain) for step in steps]
+    wrt_symbol = symbol(wrt)
     found: list[Candidate] = []
-    for k in range(1, len(links)):
-        dropped = links[k]
-        if dropped.local == 1:
+    for k in range(1, len(steps) - 1):
+        dropped = sympy.Mul(*values[k:])
+        if dropped == 1:
             continue
+        outer = steps[k - 1]
         found.append(Candidate(
             "forgot-inner-derivative",
-            f"You differentiated {links[k - 1].node} with respect to {links[k - 1].input} but did not multiply by "
-            f"the inner derivative d{dropped.node}/d{dropped.input} = {to_text(dropped.local)}.",
-            _product(subs[:k] + subs[k + 1:])))
-        if k < len(links) - 1:
-            found.append(Candidate(
-                "forgot-inner-derivative",
-                f"You stopped the chain at d{links[k - 1].node}/d{links[k - 1].input}: the factors "
-                + " · ".join(f"d{link.node}/d{link.input}" for link in links[k:]) + " are missing.",
-                _product(subs[:k])))
-    if composite and len(links) >= 2 and symbol(links[0].input) in links[0].local.free_symbols:
-        top = links[0]
-        inner = _product(subs[1:])
-        placeholder = symbol(top.input)
+            f"You differentiated {to_text(outer.function)}{_stands_for(chain, outer)} but did not multiply by "
+            f"the inner derivative {_d(outer.bottom, wrt, dropped)} = {to_text(dropped)}.",
+            sympy.Mul(*values[:k])))
+    for k in range(1, len(steps)):
+        if values[k] == 1:
+            continue
+        outer = steps[k - 1]
+        found.append(Candidate(
+            "forgot-inner-derivative",
+            f"You differentiated {to_text(outer.function)}{_stands_for(chain, outer)} but did not multiply by "
+            f"{steps[k].label} = {to_text(steps[k].local)}.",
+            sympy.Mul(*(values[:k] + values[k + 1:]))))
+    if not composite:
+        return found
+    for k in range(len(steps) - 1):
+        step = steps[k]
+        placeholder = symbol(step.bottom)
+        if placeholder not in step.local.free_symbols:
+            continue
+        prefix = values[:k]
+        inner_derivative = sympy.Mul(*values[k + 1:])
+        inner = chain.expand(step.inner)
+        inside = chain.expand(step.local.xreplace({placeholder: inner_derivative}))
         found.append(Candidate(
             "derivative-inside",
-            f"You put the inner derivative inside: d{top.node}/d{top.input} = {to_text(top.local)} evaluated at "
-            f"{to_text(inner)} instead of at {top.input}, and not multiplied by it.",
-            chain.expand(top.local.subs(placeholder, inner))))
-        found.append(Candidate(
-            "product-of-derivatives",
-            f"You evaluated d{top.node}/d{top.input} = {to_text(top.local)} at {wrt_symbol} instead of at "
-            f"{top.input} = {to_text(chain.expand(placeholder))}.",
-            chain.expand(top.local.subs(placeholder, wrt_symbol)) * inner))
-    for k, link in enumerate(links):
-        node_expr = chain.expression(link.node)
-        for wrong in _peel_mistakes(node_expr, symbol(link.input)):
-            found.append(Candidate(wrong.mistake, wrong.message,
-                                   _product(subs[:k] + [chain.expand(wrong.expr)] + subs[k + 1:])))
+            f"You put the inner derivative inside: you evaluated {step.label} = {to_text(step.local)} at "
+            f"{step.bottom} = {to_text(inner_derivative)} instead of at {step.bottom} = {to_text(inner)}, "
+            f"and did not multiply by {to_text(inner_derivative)}.",
+            sympy.Mul(*prefix, inside)))
+        if inner != wrt_symbol:
+            at_variable = chain.expand(step.local.xreplace({placeholder: wrt_symbol}))
+            found.append(Candidate(
+                "product-of-derivatives",
+                f"You evaluated {step.label} = {to_text(step.local)} at {wrt} instead of at "
+                f"{step.bottom} = {to_text(inner)}, then multiplied by {to_text(inner_derivative)}.",
+                sympy.Mul(*prefix, at_variable, inner_derivative)))
     return found
 
 
-def expression_candidates(chain: Any, derivative: Derivative) -> list[Candidate]:
+# ---------------------------------------------------------------- paths of a total derivative
+
+def _through(path: Path) -> str:
+    """'the path through y' or 'the direct term ∂z/∂t'."""
+    names = path.names()
+    if len(names) == 2:
+        return f"the direct term ∂{names[0]}/∂{names[1]}"
+    return "the path through " + " and ".join(names[1:-1])
+
+
+def link_label(chain: Chain, link: Link) -> str:
+    """∂z/∂y where z has other inputs held fixed, dy/dt where t is its only input."""
+    d = "∂" if len(chain.inputs(link.node)) > 1 else "d"
+    return f"{d}{link.node}/{d}{link.input}"
+
+
+def _factors(chain: Chain, path: Path) -> str:
+    """∂z/∂y · dy/dt: the path's factors."""
+    return " · ".join(link_label(chain, link) for link in path.links)
+
+
+def _missing_words(chain: Chain, missing: list[Path]) -> str:
+    if len(missing) == 1:
+        path = missing[0]
+        return _through(path) if len(path.links) == 1 else f"{_through(path)}: {_factors(chain, path)}"
+    return " or ".join(_through(p) if len(p.links) == 1 else f"{_through(p)} ({_factors(chain, p)})" for p in missing)
+
+
+def _path_candidates(chain: Chain, derivative: Derivative) -> list[Candidate]:
+    """partial-for-total, then every proper subset of the paths (most paths kept first)."""
+    paths = derivative.paths
+    d = _d(derivative.of, derivative.wrt, derivative.value)
+    found: list[Candidate] = []
+    if derivative.wrt in chain.variables and derivative.direct != 0:
+        others = sorted({n for p in paths if len(p.links) > 1 for n in p.names()[1:-1]})
+        found.append(Candidate(
+            "partial-for-total",
+            f"You gave only the direct partial ∂{derivative.of}/∂{derivative.wrt}, but {derivative.of} also "
+            f"depends on {derivative.wrt} through {' and '.join(others)}: {d} needs one term per path.",
+            derivative.direct))
+    if len(paths) > MAX_PATHS_FOR_SUBSETS:
+        return found
+    for size in range(len(paths) - 1, 0, -1):
+        for kept in combinations(range(len(paths)), size):
+            have = " and ".join(_through(paths[i]) for i in kept)
+            missing = [paths[i] for i in range(len(paths)) if i not in kept]
+            found.append(Candidate(
+                "missing-path",
+                f"Your {d} has {have} but not {_missing_words(chain, missing)}.",
+                sympy.Add(*[paths[i].term for i in kept])))
+    return found
+
+
+def expression_candidates(chain: Chain, derivative: Derivative) -> list[Candidate]:
     """Every mistaken answer for one derivative, most specific first."""
     paths = derivative.paths
-    found: list[Candidate] = []
-    wrt_is_variable = derivative.wrt in chain.variables
-    if len(paths) > 1:
-        if wrt_is_variable and derivative.direct != 0:
-            others = sorted({n for p in paths if len(p.links) > 1 for n in p.names()[1:-1]})
-            found.append(Candidate(
-                "partial-for-total",
-                f"You gave only the direct partial ∂{derivative.of}/∂{derivative.wrt}, but {derivative.of} also "
-                f"depends on {derivative.wrt} through {', '.join(others)}.",
-                derivative.direct))
-        if len(paths) <= MAX_PATHS_FOR_SUBSETS:
-            for size in range(len(paths) - 1, 0, -1):
-                for kept in combinations(range(len(paths)), size):
-                    missing = [paths[i] for i in range(len(paths)) if i not in kept]
-                    words = "; ".join(_route(p) for p in missing)
-                    found.append(Candidate(
-                        "missing-path",
-                        f"Your d{derivative.of}/d{derivative.wrt} leaves out {words}.",
-                        sympy.Add(*[paths[i].term for i in kept])))
-    wrt = symbol(derivative.wrt)
+    found = _path_candidates(chain, derivative) if len(paths) > 1 else []
     for index, path in enumerate(paths):
         rest = [p.term for i, p in enumerate(paths) if i != index]
-        for wrong in _link_mistakes(path, chain, wrt, composite=len(paths) == 1):
+        for wrong in _step_mistakes(chain, path_steps(chain, path), derivative.wrt, composite=len(paths) == 1):
             found.append(Candidate(wrong.mistake, wrong.message, sympy.Add(wrong.expr, *rest)))
     return found
 
+
+# ---------------------------------------------------------------- matching expression answers
 
 def _defined(values: list) -> bool:
     return sum(v is not None for v in values) >= max(3, len(values) // 2)
 
 
 def _matches(candidate_values: list, answer_values: list, orc: "Oracle") -> bool:
-    keep = [i for i, v in enumerate(candidate_values) if v is not None]
-    if len(keep) < max(3, len(candidate_values) // 2):
+    """Equal wherever the candidate is defined (the answer may be undefined where the candidate is)."""
+    if not _defined(candidate_values):
         return False
-    verdict = compare([candidate_values[i] for i in keep], [answer_values[i] for i in keep],
-                      [orc.points[i] for i in keep], orc.variables)
-    return verdict.equal
+    return compare(candidate_values, answer_values, orc.points, orc.variables).equal
 
 
 def _ratio(reference: list, answer: list) -> Fraction | float | None:
@@ -230,73 +312,109 @@ def _scaled(ratio: Fraction | float | None) -> Finding | None:
     return Finding("constant-factor", f"Your answer is {shown} times the right one: check the constant factors.")
 
 
-_CANDIDATES: dict[tuple, list[tuple[Candidate, list]]] = {}
+_CANDIDATES: dict[tuple, list] = {}
+"""Candidates per variant and part component, with their values: built once, reused for every answer."""
+
+
+def _cache_key(compiled: "Compiled", ref: "PartReference", index: int, where: tuple) -> tuple:
+    """By content, never by id(): validate compiles afresh per test and ids of dead objects are reused."""
+    return (compiled.path, compiled.exercise.id, tuple(sorted(compiled.params.items())), ref.part.id, index,
+            ref.exprs[index], where)
+
+
+def _candidates_of(compiled: "Compiled", ref: "PartReference", index: int) -> list[Candidate]:
+    if not ref.derivatives or compiled.chain is None:
+        return []
+    return expression_candidates(compiled.chain, ref.derivatives[index])
 
 
 def _evaluated_candidates(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle") -> list[tuple[Candidate, list]]:
-    """Candidates of one component with their values at the oracle's points, computed once per variant."""
-    key = (id(compiled), ref.part.id, index)
+    """Candidates of one component with their values at the oracle's points, distinct from each other and the reference."""
+    key = _cache_key(compiled, ref, index, tuple(tuple(point) for point in orc.points))
     if key not in _CANDIDATES:
-        result = []
-        if ref.derivatives and compiled.chain is not None:
-            seen: list[list] = [orc.values]
-            for candidate in expression_candidates(compiled.chain, ref.derivatives[index]):
-                expr = ref.finish(candidate.expr)
-                values = evaluate(RealFunction(expr, orc.variables), orc.points)
-                if not _defined(values) or any(_same(values, other, orc) for other in seen):
-                    continue
-                seen.append(values)
-                result.append((candidate, values))
+        result: list[tuple[Candidate, list]] = []
+        seen: list[list] = [orc.values]
+        for candidate in _candidates_of(compiled, ref, index):
+            values = evaluate(RealFunction(ref.finish(candidate.expr), orc.variables), orc.points)
+            if not _defined(values) or any(_matches(values, other, orc) for other in seen):
+                continue
+            seen.append(values)
+            result.append((candidate, values))
         _CANDIDATES[key] = result
     return _CANDIDATES[key]
 
 
-def _same(a: list, b: list, orc: "Oracle") -> bool:
-    return _matches(a, b, orc)
-
-
 def diagnose_expression(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle", answer_values: list) -> Finding | None:
-    """The mistake that explains a wrong expression answer, if a known one does."""
-    if not all(v is not None for v in answer_values):
-        return None
-    for candidate, values in _evaluated_candidates(compiled, ref, index, orc):
+    """The mistake that explains a wrong expression answer, if a known one does.
+
+    Best effort: if building the candidates runs out of the check's time budget, the answer
+    is still graded (incorrect, unexplained) instead of timing out.
+    """
+    try:
+        candidates = _evaluated_candidates(compiled, ref, index, orc)
+    except BudgetExceeded:
+        candidates = []
+    for candidate, values in candidates:
         if _matches(values, answer_values, orc):
             return Finding(candidate.mistake, candidate.message)
     return _scaled(_ratio(orc.values, answer_values))
 
 
-def diagnose_value(compiled: "Compiled", ref: "PartReference", got: sympy.Expr, tolerance: float) -> Finding | None:
-    """Value answers: the same candidates evaluated at the part's point, then sign and constant factors."""
-    from grader.equivalence import values_close
-
-    if ref.step is not None:
-        start, lr = ref.step
-        uphill = 2 * start - ref.exprs[0]
-        if values_close(uphill, got, rel_tol=tolerance):
-            return Finding("sign-error", f"You stepped uphill: the step is {start} - lr · dL/d(param), not plus.")
-    if ref.derivatives and compiled.chain is not None:
-        for candidate in expression_candidates(compiled.chain, ref.derivatives[0]):
+def _value_candidates(compiled: "Compiled", ref: "PartReference") -> list[tuple[Candidate, sympy.Expr]]:
+    """Candidates of a value part, evaluated at its point (and stepped): only finite real numbers."""
+    key = _cache_key(compiled, ref, 0, ("value",))
+    if key not in _CANDIDATES:
+        result = []
+        for candidate in _candidates_of(compiled, ref, 0):
             wrong = ref.finish(candidate.expr)
-            if wrong.free_symbols or values_close(ref.exprs[0], wrong, rel_tol=tolerance):
-                continue
-            if values_close(wrong, got, rel_tol=tolerance):
-                return Finding(candidate.mistake, candidate.message)
-    if ref.step is None:
-        expected = ref.exprs[0]
-        if values_close(-expected, got, rel_tol=tolerance) and not values_close(expected, 0, rel_tol=tolerance):
-            return Finding("sign-error", describe("sign-error"))
+            if not wrong.free_symbols and evaluate(RealFunction(wrong, []), [()])[0] is not None:
+                result.append((candidate, wrong))
+        _CANDIDATES[key] = result
+    return _CANDIDATES[key]
+
+
+def diagnose_value(compiled: "Compiled", ref: "PartReference", got: sympy.Expr, tolerance: float) -> Finding | None:
+    """Value answers: the same candidates evaluated at the part's point, then the sign.
+
+    A step part checks the uphill step first: it is the mistake of the step itself, while a
+    candidate would blame the derivative the step was taken with.
+    """
+    expected = ref.exprs[0]
+    if ref.step is not None:
+        start, _ = ref.step
+        if values_close(2 * start - expected, got, rel_tol=tolerance):
+            return Finding("sign-error", f"You stepped uphill: the step is {to_text(start)} - lr · (derivative), not plus.")
+    try:
+        candidates = _value_candidates(compiled, ref)
+    except BudgetExceeded:
+        candidates = []
+    for candidate, wrong in candidates:
+        if not values_close(expected, wrong, rel_tol=tolerance) and values_close(wrong, got, rel_tol=tolerance):
+            return Finding(candidate.mistake, candidate.message)
+    if ref.step is None and not values_close(expected, 0, rel_tol=tolerance) and values_close(-expected, got, rel_tol=tolerance):
+        return Finding("sign-error", describe("sign-error"))
     return None
+
+
+def undetectable(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle") -> list[str]:
+    """Mistake ids whose wrong answer equals the right one in this part (validate warns about them)."""
+    blind = []
+    for candidate in _candidates_of(compiled, ref, index):
+        values = evaluate(RealFunction(ref.finish(candidate.expr), orc.variables), orc.points)
+        if _matches(values, orc.values, orc) and candidate.mistake not in blind:
+            blind.append(candidate.mistake)
+    return blind
 
 
 # ---------------------------------------------------------------- backprop
 
-def _variant_backward(network: Network, data: "Draw") -> dict[str, np.ndarray]:
-    return network.backward(data.params, data.x, data.y)
+@dataclass(frozen=True)
+class _Cause:
+    """Why one gradient is wrong. Shared causes (a layer, the loss) name every gradient they explain."""
 
-
-class _MseWithoutTwo(Loss):
-    def backward(self, out: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return (out - y) / out.size
+    mistake: str
+    text: str
+    own: bool = False   # the text already names its one gradient
 
 
 class _SoftmaxWithoutOneHot(Loss):
@@ -304,130 +422,219 @@ class _SoftmaxWithoutOneHot(Loss):
         return softmax(out) / len(y)
 
 
-class _NoBatchMean(Loss):
-    def backward(self, out: np.ndarray, y: np.ndarray) -> np.ndarray:
-        scale = out.size if self.name == "mse" else len(y)
-        return Loss.backward(self, out, y) * scale
+@dataclass(frozen=True)
+class _UnsummedBias(Linear):
+    """A linear layer reporting delta itself, one row per example, as its bias gradient."""
+
+    def backward(self, grad_out: np.ndarray, h: np.ndarray, params: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        grad_h, grads = Linear.backward(self, grad_out, h, params)
+        grads[self.bias] = grad_out
+        return grad_h, grads
 
 
-class _PreActivationInput(Network):
-    """dW_k computed from the pre-activation z instead of the activation's output."""
-
-    def cached_input(self, tape, position):  # type: ignore[override]
-        layer = self.layers[position]
-        if isinstance(layer, Linear) and position > 0 and isinstance(self.layers[position - 1], Activation):
-            return tape[position - 1]
-        return tape[position]
-
-
-_WRONG_DERIVATIVES: dict[str, list[tuple[str, Any]]] = {
+_WRONG_DERIVATIVES: dict[str, list[tuple[str, Callable[[ActivationFn], Callable]]]] = {
     "sigmoid": [("s(z) instead of s(z)(1 - s(z))", lambda fn: fn.f),
-                ("s(a)(1 - s(a)) of the output a instead of the input z", lambda fn: lambda z: fn.df(fn.f(z))),
-                ("1 - s(z)", lambda fn: lambda z: 1 - fn.f(z))],
+                ("s(h)(1 - s(h)) of the output h instead of the input z", lambda fn: lambda z: fn.df(fn.f(z))),
+                ("1 - s(z) instead of s(z)(1 - s(z))", lambda fn: lambda z: 1 - fn.f(z))],
     "tanh": [("1 - tanh(z) instead of 1 - tanh(z)^2", lambda fn: lambda z: 1 - np.tanh(z)),
              ("1 - z^2 instead of 1 - tanh(z)^2", lambda fn: lambda z: 1 - z**2),
-             ("tanh'(a) of the output a instead of the input z", lambda fn: lambda z: fn.df(fn.f(z)))],
+             ("1 - tanh(h)^2 of the output h instead of the input z", lambda fn: lambda z: fn.df(fn.f(z)))],
     "relu": [("relu(z) instead of the step 1[z > 0]", lambda fn: fn.f)],
-    "softplus": [("softplus(z) itself instead of its derivative s(z)", lambda fn: fn.f),
+    "softplus": [("softplus(z) itself instead of its derivative s(z) = 1/(1 + e^-z)", lambda fn: fn.f),
                  ("e^z instead of s(z) = 1/(1 + e^-z)", lambda fn: np.exp)],
     "identity": [],
 }
 
 
-def _activation_variants(network: Network) -> list[tuple[str, str, Network]]:
+def _with_layer(network: Network, position: int, layer: Any) -> Network:
+    return replace(network, layers=network.layers[:position] + (layer,) + network.layers[position + 1:])
+
+
+def _activation_variants(network: Network, names: list[str]) -> list[tuple[_Cause, Network]]:
+    """Backprop with one activation's derivative dropped or replaced, then with every one dropped."""
     found = []
-    positions = [i for i, layer in enumerate(network.layers) if isinstance(layer, Activation) and layer.fn.name != "identity"]
+    positions = [i for i, layer in enumerate(network.layers)
+                 if isinstance(layer, Activation) and layer.fn.name != "identity"]
     for i in positions:
-        layer = network.layers[i]
-        assert isinstance(layer, Activation)
-        name = layer.fn.name
-        ones = Activation(ActivationFn(name, layer.fn.f, np.ones_like))
-        found.append(("missing-activation-derivative",
-                      f"You did not multiply by {name}'(z) at layer {i + 1} when backpropagating through the {name}.",
-                      replace(network, layers=network.layers[:i] + (ones,) + network.layers[i + 1:])))
-        for words, make in _WRONG_DERIVATIVES.get(name, []):
-            wrong = Activation(ActivationFn(name, layer.fn.f, make(layer.fn)))
-            found.append(("wrong-activation-derivative",
-                          f"You used {words} as the {name} derivative at layer {i + 1}.",
-                          replace(network, layers=network.layers[:i] + (wrong,) + network.layers[i + 1:])))
+        fn = network.layers[i].fn
+        z, h = names[i], names[i + 1]
+        found.append((_Cause("missing-activation-derivative",
+                             f"you backpropagated through {h} = {fn.name}({z}) without multiplying by {fn.name}'({z})."),
+                      _with_layer(network, i, Activation(ActivationFn(fn.name, fn.f, np.ones_like)))))
+        for words, make in _WRONG_DERIVATIVES[fn.name]:
+            found.append((_Cause("wrong-activation-derivative", f"for {fn.name}'({z}) you used {words}."),
+                          _with_layer(network, i, Activation(ActivationFn(fn.name, fn.f, make(fn))))))
     if len(positions) > 1:
-        layers = tuple(Activation(ActivationFn(l.fn.name, l.fn.f, np.ones_like)) if i in positions else l
-                       for i, l in enumerate(network.layers))
-        found.append(("missing-activation-derivative", "You did not multiply by any activation derivative.",
+        layers = tuple(Activation(ActivationFn(layer.fn.name, layer.fn.f, np.ones_like)) if i in positions else layer
+                       for i, layer in enumerate(network.layers))
+        derivatives = ", ".join(f"{network.layers[i].fn.name}'({names[i]})" for i in positions)
+        found.append((_Cause("missing-activation-derivative", f"you multiplied by none of the activation derivatives ({derivatives})."),
                       replace(network, layers=layers)))
     return found
 
 
-def _network_variants(network: Network) -> list[tuple[str, str, Network]]:
-    loss = network.loss.name
-    found = _activation_variants(network)
-    if loss == "mse":
-        found.append(("mse-missing-factor-2", describe("mse-missing-factor-2"),
-                      replace(network, loss=_MseWithoutTwo("mse"))))
-    else:
-        found.append(("softmax-missing-onehot", describe("softmax-missing-onehot"),
-                      replace(network, loss=_SoftmaxWithoutOneHot(loss))))
-    found.append(("missing-batch-mean", describe("missing-batch-mean"), replace(network, loss=_NoBatchMean(loss))))
-    if any(isinstance(l, Activation) for l in network.layers):
-        found.append(("wrong-layer-input", describe("wrong-layer-input"),
-                      _PreActivationInput(network.inputs, network.layers, network.loss)))
-    return found
+def _loss_scales(network: Network, batch: int) -> list[tuple[float, _Cause]]:
+    """Gradients scaled as a whole: what a slip in dL/dout does to every gradient."""
+    if network.loss.name != "mse":
+        return [(batch, _Cause("missing-batch-mean",
+                               f"{batch} times too large: the loss is a mean over the B = {batch} examples, "
+                               f"so dL/dout = (softmax(out) - onehot(y)) / {batch}."))]
+    outputs = network.outputs
+    size = batch * outputs
+    return [
+        (size, _Cause("missing-batch-mean", f"{size} times too large: the mse is a mean over all B·K = {size} elements "
+                                            f"of out, so dL/dout = 2 (out - y) / {size}.")),
+        (batch, _Cause("missing-batch-mean", f"{batch} times too large: the 1/B of the batch mean is missing; the mse "
+                                             f"averages over all B·K = {size} elements of out.")),
+        (outputs, _Cause("missing-batch-mean", f"{outputs} times too large: you divided by the batch size B = {batch}, "
+                                               f"but the mse averages over all B·K = {size} elements of out.")),
+        (0.5, _Cause("mse-missing-factor-2", "half the right value: d/dout (out - y)^2 = 2 (out - y), the factor 2 is missing.")),
+    ]
 
 
-def _shape_findings(name: str, want: np.ndarray, got: np.ndarray, batch: int) -> Finding | None:
-    if name.startswith("W") and got.shape == want.shape[::-1] and arrays.close(want.T, got):
-        return Finding("transposed-gradient", f"d{name} is transposed: expected shape {want.shape}, got {got.shape}.")
-    if name.startswith("W") and got.shape == want.shape and want.shape[0] == want.shape[1] and arrays.close(want.T, got):
-        return Finding("transposed-gradient", f"d{name} is transposed (W{name[1:]} is square, so only the values show it).")
+@dataclass(frozen=True)
+class _Backprop:
+    """Everything a gradient is compared with: the reference, the tape, deltas, and the mistaken variants."""
+
+    network: Network
+    names: list[str]
+    reference: dict[str, np.ndarray]
+    tape: list[np.ndarray]
+    deltas: dict[str, np.ndarray]
+    variants: list[tuple[_Cause, dict[str, np.ndarray]]]
+    batch: int
+
+    @classmethod
+    def build(cls, network: Network, data: "Draw") -> "_Backprop":
+        def run(variant: Network) -> dict[str, np.ndarray]:
+            return variant.backward(data.params, data.x, data.y)
+
+        names = _tape_names(network)
+        unsummed = replace(network, layers=tuple(_UnsummedBias(l.index, l.inputs, l.outputs) if isinstance(l, Linear) else l
+                                                 for l in network.layers))
+        variants = [(cause, run(variant)) for cause, variant in _activation_variants(network, names)]
+        if network.loss.name == "softmax_cross_entropy":
+            variants.append((_Cause("softmax-missing-onehot", "dL/dout must be (softmax(out) - onehot(y)) / B: "
+                                                              "the one-hot targets were not subtracted."),
+                             run(replace(network, loss=_SoftmaxWithoutOneHot(network.loss.name)))))
+        return cls(network, names, run(network), network.trace(data.params, data.x), run(unsummed), variants, len(data.x))
+
+
+def _shape_cause(bp: _Backprop, name: str, got: np.ndarray) -> _Cause | None:
+    """Mistakes that show in the shape: a transposed weight gradient, an unsummed bias gradient."""
+    want = bp.reference[name]
+    label = f"d{name}"
+    if name.startswith("W") and got.shape != want.shape and arrays.close(want.T, got):
+        return _Cause("transposed-gradient", f"{label} is transposed: expected shape {want.shape}, got {got.shape}; "
+                                             f"d{name} = h^T @ delta has the shape of {name}.", own=True)
     if name.startswith("b"):
-        if got.ndim == 2 and got.shape[1:] == want.shape and arrays.close(want, got.sum(axis=0)):
-            return Finding("bias-not-summed", f"d{name} has one row per example {got.shape}: sum it over the batch to get shape {want.shape}.")
-        if got.shape == want.shape and arrays.close(want / batch, got):
-            return Finding("bias-not-summed", f"d{name} is averaged over the batch; sum it instead (the loss already divides by N).")
+        delta = bp.deltas[name]
+        if arrays.close(delta, got):
+            return _Cause("bias-not-summed", f"{label} has one row per example, shape {got.shape}: sum delta over the "
+                                             f"batch (axis 0) to get shape {want.shape}.", own=True)
+        if arrays.close(delta.sum(axis=1), got):
+            return _Cause("bias-not-summed", f"{label} is summed over the wrong axis (shape {got.shape}): sum delta over "
+                                             f"the batch, axis 0, to get shape {want.shape}.", own=True)
     return None
 
 
+def _layer_input_cause(bp: _Backprop, name: str, got: np.ndarray) -> _Cause | None:
+    """dW_k = h^T @ delta_k computed with some other cached array of the tape in place of h."""
+    position = next(i for i, l in enumerate(bp.network.layers) if isinstance(l, Linear) and l.weight == name)
+    layer = bp.network.layers[position]
+    delta = bp.deltas[layer.bias]
+    right = bp.names[position]
+    for source, cached in enumerate(bp.tape):
+        if source == position or arrays.close(cached, bp.tape[position]):
+            continue
+        if arrays.close(cached.T @ delta, got):
+            used = bp.names[source]
+            role = " (the pre-activation)" if source == position - 1 and isinstance(bp.network.layers[source], Activation) else ""
+            return _Cause("wrong-layer-input",
+                          f"d{name} was computed from {used}{role} instead of {right}, the input layer {layer.index} "
+                          f"received on the forward pass: d{name} = {right}^T @ delta{layer.index}.", own=True)
+    return None
+
+
+def _nice(value: float) -> Fraction | float:
+    nice = Fraction(value).limit_denominator(100)
+    return nice if abs(float(nice) - value) <= 1e-6 * max(abs(value), 1) else value
+
+
+def _scale_cause(bp: _Backprop, name: str, got: np.ndarray, update: bool) -> _Cause | None:
+    """The gradient is a constant times the right one: sign, the loss's 1/N or factor 2, an averaged bias."""
+    want = bp.reference[name]
+    norm = float(np.vdot(want, want))
+    if got.shape != want.shape or norm == 0:
+        return None
+    scale = float(np.vdot(want, got)) / norm
+    if scale == 0 or not arrays.close(scale * want, got):
+        return None
+
+    def near(target: float) -> bool:
+        return abs(scale - target) <= 1e-4 * abs(target)
+
+    if near(-1):
+        if update:
+            return _Cause("sign-error", "you stepped uphill: P + lr · dL/dP; a step is P - lr · dL/dP.")
+        loss = "2 (out - y) / N" if bp.network.loss.name == "mse" else "(softmax(out) - onehot(y)) / B"
+        return _Cause("sign-error", f"the right values times -1: check the signs, starting with dL/dout = {loss}.")
+    if name.startswith("b") and near(1 / bp.batch):
+        return _Cause("bias-not-summed", f"d{name} is averaged over the batch: sum delta over it instead "
+                                         f"(the loss's mean already divides by N).", own=True)
+    for factor, cause in _loss_scales(bp.network, bp.batch):
+        if factor != 1 and near(factor):
+            return cause
+    shown = _nice(scale)
+    return _Cause("constant-factor", f"d{name} is {shown if isinstance(shown, Fraction) else f'{shown:.4g}'} times the right one.",
+                  own=True)
+
+
+def _gradient_cause(bp: _Backprop, name: str, got: np.ndarray, update: bool) -> _Cause | None:
+    """The most specific explanation of one wrong gradient, or None."""
+    want = bp.reference[name]
+    cause = _shape_cause(bp, name, got)
+    if cause is None and name.startswith("W"):
+        cause = _layer_input_cause(bp, name, got)
+    if cause is None:
+        for variant_cause, grads in bp.variants:
+            if not arrays.close(want, grads[name]) and arrays.close(grads[name], got):
+                cause = variant_cause
+                break
+    if cause is None and name.startswith("W") and got.shape == want.shape and arrays.close(want.T, got):
+        cause = _Cause("transposed-gradient", f"d{name} is transposed: {name} is square, so the shape is right but the "
+                                              f"values are those of d{name}^T; d{name} = h^T @ delta.", own=True)
+    return cause or _scale_cause(bp, name, got, update)
+
+
+def _as_gradient(got: np.ndarray, param: np.ndarray, lr: float | None) -> np.ndarray | None:
+    """The gradient a returned array implies: itself, or (param - new) / lr for an update part."""
+    if lr is None:
+        return got
+    try:
+        np.broadcast_shapes(param.shape, got.shape)
+    except ValueError:
+        return None
+    return (param - got) / lr
+
+
 def diagnose_backprop(compiled: "Compiled", part: Any, data: "Draw", got: dict[str, np.ndarray]) -> list[Finding]:
-    """One finding per explained wrong gradient (the most specific mistake for each)."""
+    """Findings for the wrong gradients, most specific mistake for each; gradients with one cause share a finding."""
     network = compiled.network
     assert network is not None
     lr = part.update.lr if part.update else None
-    reference = network.backward(data.params, data.x, data.y)
-    findings: list[Finding] = []
-    variants = None
-    for name, array in got.items():
-        want_grad = reference[name]
-        got_grad = (data.params[name] - array) / lr if lr and array.shape == want_grad.shape else array
-        if lr is not None and array.shape == want_grad.shape:
-            if arrays.close(data.params[name] + lr * want_grad, array):
-                findings.append(Finding("sign-error", f"{name}: you stepped uphill (params + lr · grad); the step is params - lr · grad."))
-                continue
-        found = _shape_findings(name, want_grad, got_grad, len(data.x))
-        if found is None:
-            if variants is None:
-                variants = [(m, msg, _variant_backward(v, data)) for m, msg, v in _network_variants(network)]
-            for mistake, message, grads in variants:
-                if not arrays.close(want_grad, grads[name]) and arrays.close(grads[name], got_grad):
-                    found = Finding(mistake, f"{name}: {message}")
-                    break
-        if found is None and got_grad.shape == want_grad.shape and arrays.close(-want_grad, got_grad):
-            found = Finding("sign-error", f"d{name} has the wrong sign.")
-        if found is not None:
-            findings.append(found)
-    return findings
+    bp = _Backprop.build(network, data)
+    grouped: dict[_Cause, list[str]] = {}
+    for name in bp.reference:
+        if name not in got:
+            continue
+        gradient = _as_gradient(got[name], data.params[name], lr)
+        cause = _gradient_cause(bp, name, gradient, lr is not None) if gradient is not None else None
+        if cause is not None:
+            grouped.setdefault(cause, []).append(name if lr is not None else f"d{name}")
+    return [Finding(cause.mistake, cause.text if cause.own else f"{', '.join(labels)}: {cause.text}")
+            for cause, labels in grouped.items()]
 
 
-__all__ = ["Finding", "describe", "diagnose_expression", "diagnose_value", "diagnose_backprop", "expression_candidates",
-           "one_hot"]
-
-
-def undetectable(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle") -> list[str]:
-    """Mistake ids whose wrong answer equals the right one in this part (validate warns about them)."""
-    if not ref.derivatives or compiled.chain is None:
-        return []
-    blind = []
-    for candidate in expression_candidates(compiled.chain, ref.derivatives[index]):
-        values = evaluate(RealFunction(ref.finish(candidate.expr), orc.variables), orc.points)
-        if _defined(values) and _matches(values, orc.values, orc) and candidate.mistake not in blind:
-            blind.append(candidate.mistake)
-    return blind
+__all__ = ["Candidate", "Finding", "Step", "describe", "diagnose_backprop", "diagnose_expression", "diagnose_value",
+           "expression_candidates", "link_label", "path_steps", "undetectable"]
