@@ -36,8 +36,11 @@ the reading is always visible):
 Limits, checked before sympy computes anything: MAX_LENGTH characters,
 MAX_TOKENS tokens, MAX_DEPTH levels of nesting (brackets, bars, functions,
 exponents), MAX_NUMBER_DIGITS digits per number, exponents of size at most
-MAX_EXPONENT, and numeric powers estimated with logs to stay under
-MAX_POWER_DIGITS digits (MAX_TOTAL_DIGITS in the whole expression).  sympy's
+MAX_EXPONENT (also for the argument of sinh and the like), numeric powers
+estimated with logs to stay under MAX_POWER_DIGITS digits (MAX_TOTAL_DIGITS in
+the whole expression), and every variable-free value (pi^e, e^1000) between
+10^-MAX_POWER_DIGITS and 10^MAX_POWER_DIGITS, because sympy evaluates such
+values numerically whenever it needs their sign.  sympy's
 automatic evaluation costs about a millisecond per function of a fresh
 argument and is superlinear for some nestings, so a CPU budget
 (CPU_BUDGET_SECONDS) backs up the structural caps.
@@ -52,6 +55,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
+import mpmath
 import sympy
 from sympy.printing.str import StrPrinter
 
@@ -96,6 +100,10 @@ _FUNCTION_NAMES: dict[str, str] = {
     **{"arc" + name: "a" + name for name in _TRIGONOMETRIC + _HYPERBOLIC},
     **{"ar" + name: "a" + name for name in _HYPERBOLIC},
 }
+
+# Functions that grow like e^x: sympy evaluates them numerically when it needs a
+# sign, which takes seconds once the argument is astronomically large.
+_EXPONENTIAL = frozenset(("sinh", "cosh", "tanh", "sech", "csch", "coth"))
 
 # `sin^-1 x` means asin(x): the inverse, not the reciprocal.
 _INVERSES = {name: "a" + name for name in _TRIGONOMETRIC + _HYPERBOLIC}
@@ -511,6 +519,7 @@ class _Parser:
         self.deadline = time.thread_time() + CPU_BUDGET_SECONDS
         self.bars = [0]  # open '|' per bracket level: a '|' after an operand closes one
         self.sizes: dict[sympy.Basic, float] = {}
+        self.symbolic_memo: dict[sympy.Basic, bool] = {}
 
     # token helpers
 
@@ -804,7 +813,38 @@ class _Parser:
             raise self.fail("this is undefined (division by zero or a similar problem)", pos)
         if self.size(value) > MAX_TOTAL_DIGITS:
             raise self.fail("the numbers in this expression get too large", pos)
+        if not value.is_Rational and not self.symbolic(value):
+            magnitude = self.log10_abs(value)
+            if magnitude > MAX_POWER_DIGITS:
+                raise self.fail(f"this number is too large (about 10^{magnitude:.0f})", pos)
+            if magnitude < -MAX_POWER_DIGITS:
+                raise self.fail(f"this number is too close to zero (about 10^{magnitude:.0f})", pos)
         return value
+
+    def symbolic(self, expr: sympy.Basic) -> bool:
+        """Whether `expr` contains a variable; memoized so a deep tree is walked once."""
+        known = self.symbolic_memo.get(expr)
+        if known is None:
+            known = expr.is_Symbol or any(self.symbolic(arg) for arg in expr.args)
+            self.symbolic_memo[expr] = known
+        return known
+
+    def log10_abs(self, number: sympy.Expr) -> float:
+        """log10 of the size of a variable-free value, from a 15-digit numerical evaluation.
+
+        sympy evaluates numbers like these whenever it needs a sign, so every one
+        is kept between 10^-1000 and 10^1000 where it is born: evaluating it is then cheap.
+        """
+        approx = number.evalf(15)
+        logs = [float(mpmath.log10(abs(mpmath.mpf(part))))
+                for part in approx.as_real_imag() if part.is_Float and part != 0]
+        return max(logs, default=-math.inf)
+
+    def exceeds(self, number: sympy.Expr, limit: int) -> bool:
+        """Whether a variable-free value is larger than `limit` in absolute value."""
+        if number.is_Rational:
+            return abs(number.p) > limit * number.q
+        return self.log10_abs(number) > math.log10(limit)
 
     def refuse_large(self, parts: list[sympy.Expr], pos: int) -> None:
         if sum(self.size(part) for part in parts) > MAX_TOTAL_DIGITS:
@@ -827,9 +867,9 @@ class _Parser:
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr, pos: int) -> sympy.Expr:
         """Build base^exponent only after estimating, with logs, how big the result would be."""
+        if not self.symbolic(exponent) and self.exceeds(exponent, MAX_EXPONENT):
+            raise self.fail(f"this exponent is too large (at most {MAX_EXPONENT} in size)", pos)
         if exponent.is_Rational:
-            if abs(exponent.p) > MAX_EXPONENT * exponent.q:
-                raise self.fail(f"this exponent is too large (at most {MAX_EXPONENT} in size)", pos)
             growth = self.coefficient_size(base) * abs(exponent.p) / exponent.q
         elif base is sympy.E:
             growth = self.log_growth(exponent, pos)
@@ -861,6 +901,8 @@ class _Parser:
             if base.is_Rational and (base <= 0 or base == 1):
                 raise self.fail("the base of a logarithm must be positive and not 1", pos)
             return self.checked(sympy.log(args[0], base), pos)
+        if name in _EXPONENTIAL and not self.symbolic(args[0]) and self.exceeds(args[0], MAX_EXPONENT):
+            raise self.fail(f"the argument of {name} is too large (at most {MAX_EXPONENT} in size)", pos)
         builder = _BUILDERS["ln" if name == "log" else name]
         return self.checked(builder(args[0]), pos)
 
