@@ -1,77 +1,107 @@
 """Worked solutions, built from the reference's own steps.
 
-Composite derivatives: outer derivative, inner derivative, product, substitute back.
-Total derivatives: the tree of paths and their sum. Backprop: the layer-by-layer
-local derivatives from reference/backprop.py.
+Composite derivatives: outer derivative, inner derivative, product, substitute back (the
+same peeled links diagnosis uses, so feedback and solution name the same u). Total
+derivatives: every path with its product, the sum, then the substitution. Backprop: the
+layer-by-layer local derivatives from reference/backprop.py.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import sympy
 
+from grader.diagnosis import link_label, path_steps
 from grader.parse import to_text
 from reference.backprop import explain as explain_network
-from reference.chain import Derivative, Path, peel, symbol
+from reference.chain import Chain, Derivative
 
 if TYPE_CHECKING:
     from grader.compile import Compiled, PartReference
 
+FACTOR_MAX_OPS = 60
+"""Larger results are shown as computed: sympy.factor on them costs more than it tidies."""
 
-def _simplified(expr: sympy.Expr) -> str:
-    """A tidy final form (factored when that is shorter), for display only."""
+
+def _tidy(expr: sympy.Expr) -> str:
+    """A tidy final form (factored when that is no longer), for display only."""
+    if sympy.count_ops(expr) > FACTOR_MAX_OPS:
+        return to_text(expr)
     factored = sympy.factor(expr)
     return to_text(factored if sympy.count_ops(factored) <= sympy.count_ops(expr) else expr)
 
 
-def _single_link(compiled: "Compiled", derivative: Derivative) -> list[str]:
-    """One definition y = f(g(x)): peel it into outer and inner."""
-    link = derivative.paths[0].links[0]
-    expr = compiled.chain.expression(link.node)
-    step = peel(expr, symbol(link.input))
-    d = f"d{derivative.of}/d{derivative.wrt}"
-    if step is None:
-        return [f"{derivative.of} = {to_text(expr)}", f"{d} = {_simplified(derivative.value)}"]
-    u = step.placeholder
+def _substitutions(chain: Chain, names: Iterable[str]) -> str:
+    """'u = x^2 + 1, v = sin(u)...' for the defined names a step used, in definition order."""
+    used = set(names)
+    return ", ".join(f"{name} = {to_text(chain.expand(name))}" for name in chain.names if name in used)
+
+
+def _defined_names(chain: Chain, expr: sympy.Expr) -> list[str]:
+    return [str(s) for s in expr.free_symbols if str(s) in chain.names]
+
+
+def derivative_label(chain: Chain | None, derivative: Derivative) -> str:
+    """∂f/∂x in a gradient or for a cut at a defined name, dy/dx for a one-variable derivative."""
+    single = chain is not None and len(chain.variables) == 1 and derivative.wrt in chain.variables
+    d = "d" if single else "∂"
+    return f"{d}{derivative.of}/{d}{derivative.wrt}"
+
+
+def _composite(chain: Chain, derivative: Derivative) -> list[str]:
+    """One path: the chain as links, then the four steps of the chain rule."""
+    steps = path_steps(chain, derivative.paths[0])
+    d = derivative_label(chain, derivative)
+    if len(steps) == 1:
+        step = steps[0]
+        lines = [f"{step.top} = {to_text(step.function)}, so {step.label} = {to_text(step.local)}"]
+        if _defined_names(chain, step.local):
+            lines.append(f"Substitute back {_substitutions(chain, _defined_names(chain, step.local))}: "
+                         f"{step.label} = {_tidy(derivative.value)}")
+        return lines
+    outer, inner = steps[0], steps[1:]
+    links = ", ".join(f"{s.top} = {to_text(s.function)}" for s in steps)
+    inner_words = "; ".join(f"{s.label} = {to_text(s.local)}" for s in inner)
+    placeholders = {s.bottom: s.inner for s in steps[:-1]}
+    back = ", ".join(f"{name} = {to_text(chain.expand(inner_expr))}" for name, inner_expr in placeholders.items())
     return [
-        f"Write {derivative.of} = f({u}) with {u} = {to_text(step.inner)} and f({u}) = {to_text(step.outer)}.",
-        f"1. Outer derivative: f'({u}) = {to_text(step.outer_derivative)}",
-        f"2. Inner derivative: d{u}/d{link.input} = {to_text(step.inner_derivative)}",
-        f"3. Product: {d} = f'({u}) · d{u}/d{link.input} = ({to_text(step.outer_derivative)}) · ({to_text(step.inner_derivative)})",
-        f"4. Substitute back {u} = {to_text(step.inner)}: {d} = {_simplified(derivative.value)}",
+        f"Read it as a chain of links: {links}",
+        f"1. Outer derivative: {outer.label} = {to_text(outer.local)}",
+        f"2. Inner derivative{'s, link by link' if len(inner) > 1 else ''}: {inner_words}",
+        f"3. Product: {d} = {' · '.join(s.label for s in steps)} = {' · '.join(f'({to_text(s.local)})' for s in steps)}",
+        f"4. Substitute back {back}: {d} = {_tidy(derivative.value)}",
     ]
 
 
-def _chain_steps(path: Path, derivative: Derivative) -> list[str]:
-    """A chain of definitions y <- u <- x: each link's local derivative, product, substitution."""
-    lines = [f"{n}. Link d{link.node}/d{link.input} = {to_text(link.local)}" for n, link in enumerate(path.links, 1)]
-    factors = " · ".join(f"d{link.node}/d{link.input}" for link in path.links)
-    locals_ = " · ".join(f"({to_text(link.local)})" for link in path.links)
-    n = len(path.links)
-    lines.append(f"{n + 1}. Product: d{derivative.of}/d{derivative.wrt} = {factors} = {locals_}")
-    lines.append(f"{n + 2}. Substitute back every definition: d{derivative.of}/d{derivative.wrt} = {_simplified(derivative.value)}")
-    return lines
-
-
-def _paths(derivative: Derivative) -> list[str]:
-    d = f"d{derivative.of}/d{derivative.wrt}"
-    lines = [f"{d} is the sum over every path from {derivative.of} to {derivative.wrt}:"]
+def _paths(chain: Chain, derivative: Derivative) -> list[str]:
+    """Several paths: one product per path, their sum in the chain's names, then in the variables."""
+    d = derivative_label(chain, derivative)
+    lines = [f"{d} is the sum over every path from {derivative.of} to {derivative.wrt}, one product per path:"]
+    terms = []
     for path in derivative.paths:
-        names = " → ".join(path.names())
-        factors = " · ".join(f"∂{link.node}/∂{link.input}" for link in path.links)
-        values = " · ".join(f"({to_text(link.substituted)})" for link in path.links)
-        lines.append(f"  {names}: {factors} = {values}")
-    lines.append(f"Sum: {d} = {_simplified(derivative.value)}")
+        labels = " · ".join(link_label(chain, link) for link in path.links)
+        locals_ = [link.local for link in path.links]
+        terms.append(sympy.Mul(*locals_))
+        product = " · ".join(f"({to_text(e)})" for e in locals_) if len(locals_) > 1 else to_text(locals_[0])
+        lines.append(f"  {' → '.join(path.names())}: {labels} = {product}")
+    total = sympy.Add(*terms)
+    lines.append(f"Sum: {d} = {to_text(total)}")
+    names = _defined_names(chain, total)
+    if names:
+        lines.append(f"Substitute back {_substitutions(chain, names)}: {d} = {_tidy(derivative.value)}")
     return lines
 
 
 def derivative_lines(compiled: "Compiled", derivative: Derivative) -> list[str]:
+    """The worked steps of one derivative."""
+    chain = compiled.chain
+    assert chain is not None
     if not derivative.paths:
-        return [f"d{derivative.of}/d{derivative.wrt} = 0 ({derivative.of} does not depend on {derivative.wrt})"]
+        return [f"{derivative_label(chain, derivative)} = 0 ({derivative.of} does not depend on {derivative.wrt})"]
     if len(derivative.paths) > 1:
-        return _paths(derivative)
-    path = derivative.paths[0]
-    return _single_link(compiled, derivative) if len(path.links) == 1 else _chain_steps(path, derivative)
+        return _paths(chain, derivative)
+    return _composite(chain, derivative)
 
 
 def solution_lines(compiled: "Compiled", ref: "PartReference") -> list[str]:
@@ -86,12 +116,19 @@ def solution_lines(compiled: "Compiled", ref: "PartReference") -> list[str]:
         return [f"Expected: {', '.join(to_text(e) for e in ref.exprs)}"]
     lines: list[str] = []
     for derivative in ref.derivatives:
-        lines.extend(derivative_lines(compiled, derivative))
+        if len(ref.derivatives) > 1:
+            lines.append(f"{derivative_label(compiled.chain, derivative)}:")
+            lines.extend(f"  {line}" for line in derivative_lines(compiled, derivative))
+        else:
+            lines.extend(derivative_lines(compiled, derivative))
     if ref.point is not None:
         where = ", ".join(f"{k} = {to_text(v)}" for k, v in ref.point.items())
         if ref.step is not None:
             start, lr = ref.step
-            lines.append(f"At {where}: step = {to_text(start)} - {to_text(lr)} · (derivative) = {to_text(ref.exprs[0])} ≈ {float(ref.exprs[0]):.6g}")
+            lines.append(f"At {where}: step = {to_text(start)} - {to_text(lr)} · (derivative) = "
+                         f"{to_text(ref.exprs[0])} ≈ {float(ref.exprs[0]):.6g}")
         else:
             lines.append(f"At {where}: {to_text(ref.exprs[0])} ≈ {float(ref.exprs[0]):.6g}")
     return lines
+
+
