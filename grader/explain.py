@@ -53,6 +53,8 @@ def _composite(chain: Chain, derivative: Derivative) -> list[str]:
     """One path: the chain as links, then the four steps of the chain rule."""
     steps = path_steps(chain, derivative.paths[0])
     d = derivative_label(chain, derivative)
+    if not steps:
+        return [f"{d} = 1"]
     if len(steps) == 1:
         step = steps[0]
         lines = [f"{step.top} = {to_text(step.function)}, so {step.label} = {to_text(step.local)}"]
