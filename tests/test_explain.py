@@ -168,3 +168,8 @@ def test_backprop_solution_goes_layer_by_layer_from_the_loss_down() -> None:
 def test_update_solution_ends_with_the_step() -> None:
     lines = _shown_solutions(_run("show", "network-step", "--solution", "--exercises", str(FIXTURES / "networks")))
     assert lines["uphill"][-1] == "Then step every parameter: P ← P - 0.1 · dL/dP"
+
+
+def test_a_variable_differentiated_by_itself_is_one() -> None:
+    lines = _shown_solutions(_run("show", "two-paths", "--solution", "--exercises", str(FIXTURES / "bank")))
+    assert lines["dtdt"] == ["dt/dt = 1"]
