@@ -180,6 +180,8 @@ BUGS = [
     Bug("sigmoid-mse", "input-for-w2", "wrong-layer-input", frozenset({"W2"}), ("dW2 was computed from x instead of h1",)),
     Bug("sigmoid-mse", "unsummed-b2", "bias-not-summed", frozenset({"b2"}), ("db2 has one row per example, shape (5, 2)",)),
     Bug("sigmoid-mse", "averaged-b1", "bias-not-summed", frozenset({"b1"}), ("db1 is averaged over the batch",)),
+    Bug("sigmoid-mse", "b1-over-units", "bias-not-summed", frozenset({"b1"}), ("db1 is summed over the wrong axis (shape (5,))",)),
+    Bug("sigmoid-mse", "w1-mean-twice", "constant-factor", frozenset({"W1"}), ("dW1 is 1/5 times the right one",)),
     Bug("sigmoid-mse", "no-mean", "missing-batch-mean", EVERY, ("10 times too large",)),
     Bug("sigmoid-mse", "batch-only-mean", "missing-batch-mean", EVERY, ("2 times too large: you divided by the batch size B = 5",)),
     Bug("sigmoid-mse", "no-factor-2", "mse-missing-factor-2", EVERY),
