@@ -184,6 +184,7 @@ BUGS = [
     Bug("sigmoid-mse", "w1-mean-twice", "constant-factor", frozenset({"W1"}), ("dW1 is 1/5 times the right one",)),
     Bug("sigmoid-mse", "no-mean", "missing-batch-mean", EVERY, ("10 times too large",)),
     Bug("sigmoid-mse", "batch-only-mean", "missing-batch-mean", EVERY, ("2 times too large: you divided by the batch size B = 5",)),
+    Bug("sigmoid-mse", "outputs-only-mean", "missing-batch-mean", EVERY, ("5 times too large: the 1/B of the batch mean is missing",)),
     Bug("sigmoid-mse", "no-factor-2", "mse-missing-factor-2", EVERY),
     Bug("sigmoid-mse", "target-minus-output", "sign-error", EVERY),
     Bug("sigmoid-mse", "noise", None, frozenset({"W1"})),
