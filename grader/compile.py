@@ -58,6 +58,7 @@ class Compiled:
     network: Network | None
     parts: dict[str, PartReference]
     path: str = ""
+    oracles: dict = field(default_factory=dict)  # (expr, seed) -> grader.grade.Oracle, filled while grading
 
     @cached_property
     def variables(self) -> list[sympy.Symbol]:

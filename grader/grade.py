@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sympy
 
-from grader import arrays, diagnosis
+from grader import arrays, diagnosis, refcache
 from grader.bank import Entry
 from grader.budget import DEFAULT_BUDGET, time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
@@ -59,15 +59,32 @@ def seed_of(*words: str) -> int:
 
 # ---------------------------------------------------------------- compiled references, cached
 
-_COMPILED: dict[tuple, Compiled] = {}
+_COMPILED: dict[tuple, tuple[Compiled, Document]] = {}
+_UNSAVED: set[tuple] = set()
+
+
+def _key(path: str, exercise_id: str, params: dict[str, Value]) -> tuple:
+    return (path, exercise_id, tuple(sorted(params.items())))
 
 
 def compiled_for(entry: Entry, params: dict[str, Value]) -> Compiled:
-    """Reference results per (exercise file, variant), computed once per process."""
-    key = (entry.path, entry.exercise.id, tuple(sorted(params.items())))
+    """Reference results per (exercise file, variant): from memory, else the disk cache, else computed."""
+    key = _key(entry.path, entry.exercise.id, params)
     if key not in _COMPILED:
-        _COMPILED[key] = compile_exercise(entry.exercise, params, entry.doc)
-    return _COMPILED[key]
+        cached = refcache.load(entry.doc, params)
+        if cached is None or cached.exercise != entry.exercise:
+            cached = compile_exercise(entry.exercise, params, entry.doc)
+            _UNSAVED.add(key)
+        _COMPILED[key] = (cached, entry.doc)
+    return _COMPILED[key][0]
+
+
+def save_compiled() -> None:
+    """Persist what this run computed (new variants, new sample points) for the next run."""
+    for key in sorted(_UNSAVED, key=repr):
+        compiled, doc = _COMPILED[key]
+        refcache.save(doc, compiled.params, compiled)
+    _UNSAVED.clear()
 
 
 @dataclass
@@ -79,23 +96,25 @@ class Oracle:
     values: list
 
 
-_ORACLES: dict[tuple, Oracle] = {}
-
-
-def oracle(expr: sympy.Expr, variables: list[sympy.Symbol], seed: int) -> Oracle:
-    key = (expr, tuple(variables), seed)
-    if key not in _ORACLES:
+def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
+    """The reference's sample points and values, computed once per variant (and kept in the cache)."""
+    key = (expr, seed)
+    if key not in compiled.oracles:
+        variables = compiled.variables
         fn = RealFunction(expr, variables)
         points = sample_points(fn, len(variables), seed=seed)
-        _ORACLES[key] = Oracle(variables, points, evaluate(fn, points))
-    return _ORACLES[key]
+        compiled.oracles[key] = Oracle(variables, points, evaluate(fn, points))
+        variant = _key(compiled.path, compiled.exercise.id, compiled.params)
+        if variant in _COMPILED:
+            _UNSAVED.add(variant)
+    return compiled.oracles[key]
 
 
-def judge(expr: sympy.Expr, answer: sympy.Expr, variables: list[sympy.Symbol], seed: int) -> tuple[Verdict, Oracle, list]:
+def judge(compiled: Compiled, expr: sympy.Expr, answer: sympy.Expr, seed: int) -> tuple[Verdict, Oracle, list]:
     """Compare an answer with a reference on the reference's real domain."""
-    ref = oracle(expr, variables, seed)
-    values = evaluate(RealFunction(answer, variables), ref.points)
-    return compare(ref.values, values, ref.points, variables), ref, values
+    ref = oracle(compiled, expr, seed)
+    values = evaluate(RealFunction(answer, ref.variables), ref.points)
+    return compare(ref.values, values, ref.points, ref.variables), ref, values
 
 
 # ---------------------------------------------------------------- one part
@@ -154,7 +173,7 @@ def _grade_typed(compiled: Compiled, ref: PartReference, answer: Any, seed: int)
 def _grade_expression(compiled: Compiled, ref: PartReference, index: int, expr: sympy.Expr, answer: Any, seed: int) -> PartResult:
     part = ref.part
     understood = to_text(expr)
-    verdict, orc, values = judge(ref.exprs[index], expr, compiled.variables, seed)
+    verdict, orc, values = judge(compiled, ref.exprs[index], expr, seed)
     if verdict.equal:
         return _result(part, "correct", "Correct.", answer, 1.0, understood=understood)
     if verdict.reason == "no-domain":
@@ -264,7 +283,7 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     if sandbox is None:
         return _result(part, "missing", f"No code file with a function `{part.entry}`.")
     variables = compiled.variables
-    oracles = [oracle(expr, variables, seed) for expr in ref.exprs]
+    oracles = [oracle(compiled, expr, seed) for expr in ref.exprs]
     points = oracles[0].points[:8]
     expected_rows = [[float(evaluate(RealFunction(e, variables), [p])[0][0]) for e in ref.exprs] for p in points]
     for point, expected in zip(points, expected_rows):
@@ -402,6 +421,7 @@ def grade(prepared: "Prepared", entries: list[Entry], options: Options, progress
     finally:
         for sandbox in sandboxes.values():
             sandbox.__exit__(None, None, None)
+    save_compiled()
     score, max_score = total(results)
     return Report(student=prepared.student, score=score, max_score=max_score, exercises=results, errors=prepared.problems)
 

@@ -879,6 +879,10 @@ class _Parser:
             raise self.fail(
                 f"this power would be a number with about {growth:.0f} digits (at most {MAX_POWER_DIGITS})", pos)
         self.refuse_large([base, exponent], pos)
+        if base.is_Mul and base.free_symbols and exponent.is_Number and exponent != -1:
+            # sympy would distribute (a/b)^9 into a^9/b^9 and lose the composition the writer
+            # typed: keep it, so worked solutions and mistake models see outer(inner).
+            return self.checked(sympy.Pow(base, exponent, evaluate=False), pos)
         return self.checked(sympy.Pow(base, exponent), pos)
 
     def log_growth(self, exponent: sympy.Expr, pos: int) -> float:

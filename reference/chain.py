@@ -68,6 +68,7 @@ class Chain:
 
     def __init__(self, variables: Sequence[str], definitions: Mapping[str, sympy.Expr]) -> None:
         self.variables: tuple[str, ...] = tuple(variables)
+        self._locals: dict[tuple[str, str], sympy.Expr] = {}  # each edge is differentiated once
         _check_names(self.variables, tuple(definitions))
         given = self.variables + tuple(definitions)
         known = set(given)
@@ -110,7 +111,9 @@ class Chain:
         self._check(input)
         if input not in self.inputs(node):
             return sympy.S.Zero
-        return sympy.diff(self.expression(node), symbol(input))
+        if (node, input) not in self._locals:
+            self._locals[(node, input)] = sympy.diff(self.expression(node), symbol(input))
+        return self._locals[(node, input)]
 
     def backward(self, of: str) -> dict[str, sympy.Expr]:
         """d(of)/d(name) for every name, as backpropagation computes it.
@@ -220,7 +223,8 @@ def _names_in(expr: sympy.Expr) -> set[str]:
 def _with_real_symbols(expr: sympy.Expr, known: set[str]) -> sympy.Expr:
     """Swap any symbol spelled like a known name for symbol(name), whatever its assumptions."""
     swaps = {free: symbol(str(free)) for free in expr.free_symbols if str(free) in known}
-    return expr.xreplace(swaps)
+    swaps = {old: new for old, new in swaps.items() if old != new}
+    return expr.xreplace(swaps) if swaps else expr
 
 
 def _topological_order(inputs: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:

@@ -1,0 +1,80 @@
+"""Reference results kept across runs: a student resubmits dozens of times an evening.
+
+Compiling an exercise (parsing definitions, differentiating, sampling the reference's
+domain) costs far more than reading the result back, so each compiled variant is
+pickled into the user's cache folder (see grader/index.py for the folder and how to
+turn caching off). The key covers the exercise file's bytes, the variant's params and
+the grader's own source files (size and mtime), so an edited exercise or an upgraded
+grader never reads a stale result. The cache holds only what we computed ourselves
+from instructor files; nothing a student wrote is stored or loaded here.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from grader.index import cache_dir
+
+if TYPE_CHECKING:
+    from grader.compile import Compiled
+    from grader.loader import Document
+    from grader.variants import Value
+
+
+@lru_cache(maxsize=1)
+def _code_stamp() -> str:
+    """Sizes and mtimes of the grader's and the reference's sources: any change invalidates the cache."""
+    root = Path(__file__).resolve().parent.parent
+    stamps = []
+    for package in ("grader", "reference"):
+        for file in sorted((root / package).glob("*.py")):
+            info = file.stat()
+            stamps.append(f"{file.name}:{info.st_size}:{info.st_mtime_ns}")
+    return hashlib.sha256("|".join(stamps).encode()).hexdigest()
+
+
+def _path(doc: "Document", text: str, params: dict[str, "Value"]) -> Path | None:
+    where = cache_dir()
+    if where is None:
+        return None
+    key = f"{_code_stamp()}\x00{text}\x00{sorted(params.items())!r}"
+    return where / "refs" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pickle"
+
+
+def _source(doc: "Document") -> str | None:
+    try:
+        return Path(doc.path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def load(doc: "Document", params: dict[str, "Value"]) -> "Compiled | None":
+    text = _source(doc)
+    path = _path(doc, text, params) if text is not None else None
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+        return None
+
+
+def save(doc: "Document", params: dict[str, "Value"], compiled: "Compiled") -> None:
+    """Best effort, atomic: a read-only home or a full disk only means no cache."""
+    text = _source(doc)
+    path = _path(doc, text, params) if text is not None else None
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        with temporary.open("wb") as handle:
+            pickle.dump(compiled, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        return
