@@ -85,9 +85,11 @@ def read_submission(answers: Path, student: str | None, entries: list[Entry], ba
 
 
 def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: list[str] | None = None,
-               answered: bool = False, explain: bool = False, budget: float | None = None) -> Report:
+               answered: bool = False, explain: bool = False, budget: float | None = None,
+               code_timeout: float | None = None) -> Report:
     """`grade submit`: read, grade, return the report model."""
     from grader.grade import Options, grade
+    from grader.sandbox import Limits
 
     entries = bank.select(ids=only)
     prepared = read_submission(answers, student, entries, set(bank.entries))
@@ -95,5 +97,9 @@ def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: l
         entries = [e for e in entries if e.exercise.id in prepared.answers or e.exercise.id in prepared.code]
         if not entries:
             raise InputError("answers none of the bank's exercises", str(answers))
-    options = Options(explain=explain) if budget is None else Options(explain=explain, budget=budget)
+    options = Options(explain=explain)
+    if budget is not None:
+        options.budget = budget
+    if code_timeout is not None:
+        options.limits = Limits(call_seconds=code_timeout)
     return grade(prepared, entries, options)

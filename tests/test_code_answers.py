@@ -1,0 +1,96 @@
+"""Code answers end to end: real solution files, the real CLI, the real child process (issue 3)."""
+from __future__ import annotations
+
+import glob
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, grade, parts_of
+
+BANK = FIXTURES / "code_bank"
+SOLUTIONS = FIXTURES / "solutions"
+GOOD = sorted(p.name for p in SOLUTIONS.glob("good_*.py"))
+HOSTILE = sorted(p.name for p in SOLUTIONS.glob("hostile_*.py"))
+
+
+def submit(tmp_path: Path, solution: str | Path, *extra: str) -> tuple[dict, float]:
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "answers.yaml").write_text("student: s1\nanswers:\n  square-chain:\n    formula: 2x cos(x^2)\n")
+    shutil.copy(SOLUTIONS / solution, folder / "solution.py")
+    started = time.monotonic()
+    run = grade("submit", folder / "answers.yaml", "--exercises", BANK, "--format", "json", "--code-timeout", "1", *extra)
+    elapsed = time.monotonic() - started
+    assert run.code == 0, run.err
+    assert "Traceback" not in run.err
+    return run.json(), elapsed
+
+
+def orphaned_sandboxes() -> list[str]:
+    """Sandbox processes whose grader has gone (reparented to init): leaks, whatever else runs meanwhile."""
+    found = []
+    for proc in glob.glob("/proc/[0-9]*"):
+        try:
+            text = Path(proc, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = Path(proc, "status").read_text()
+        except OSError:
+            continue
+        parent = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+        if "sandbox_child.py" in text and parent == "1":
+            found.append(text)
+    return found
+
+
+@pytest.mark.parametrize("solution", GOOD)
+def test_correct_solutions_and_their_harmless_variants_score_full_marks(tmp_path: Path, solution: str):
+    report, _ = submit(tmp_path, solution)
+    parts = parts_of(report)
+    assert parts[("square-chain", "code")]["status"] == "correct", parts[("square-chain", "code")]
+    grads = parts[("relu-net", "grads")]
+    assert grads["status"] == "correct", grads["feedback"]
+    assert grads["gradients"] == {"W1": "correct", "b1": "correct", "W2": "correct", "b2": "correct"}
+    assert report["score"] == report["max_score"]
+
+
+@pytest.mark.parametrize("solution", HOSTILE)
+def test_hostile_solutions_are_contained_and_never_correct(tmp_path: Path, solution: str):
+    before = set(glob.glob("/tmp/pwned-e2e-*"))
+    report, elapsed = submit(tmp_path, solution)
+    parts = parts_of(report)
+    assert parts[("square-chain", "formula")]["status"] == "correct"
+    assert parts[("square-chain", "code")]["status"] in ("incorrect", "error", "timeout")
+    grads = parts[("relu-net", "grads")]
+    assert grads["status"] in ("incorrect", "error", "timeout")
+    assert grads["score"] == 0
+    assert elapsed < 45
+    assert set(glob.glob("/tmp/pwned-e2e-*")) == before
+    assert orphaned_sandboxes() == []
+
+
+def test_forged_output_is_shown_as_the_students_output_only(tmp_path: Path):
+    report, _ = submit(tmp_path, "hostile_forged.py")
+    code = parts_of(report)[("square-chain", "code")]
+    assert code["status"] == "incorrect"
+    assert '"score": 100' in code["output"]
+    assert report["student"] == "s1" and report["score"] < report["max_score"]
+
+
+def test_a_timeout_names_the_limit(tmp_path: Path):
+    report, _ = submit(tmp_path, "hostile_loop.py")
+    code = parts_of(report)[("square-chain", "code")]
+    assert code["status"] == "timeout"
+    assert "1 s" in code["feedback"]
+
+
+def test_state_kept_between_calls_is_caught(tmp_path: Path):
+    source = (SOLUTIONS / "good_plain.py").read_text().replace(
+        "def backward(params, x, y):\n",
+        "CALLS = []\n\n\ndef backward(params, x, y):\n    CALLS.append(1)\n    if len(CALLS) > 1:\n        params = {k: v * 2 for k, v in params.items()}\n")
+    (tmp_path / "stateful.py").write_text(source)
+    report, _ = submit(tmp_path, tmp_path / "stateful.py")
+    grads = parts_of(report)[("relu-net", "grads")]
+    assert grads["status"] == "incorrect"
+    assert "second call" in grads["feedback"]
