@@ -114,7 +114,8 @@ def validate(doc: Document, model: type[Model]) -> Model:
 
 def _problem(doc: Document, error: dict) -> InputError:
     loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith(("function-", "tagged-union"))))
-    loc = _strip_union_branches(loc)
+    # a check over the whole exercise (models.LocatedError) names the entry it is about
+    loc = _strip_union_branches(loc) + getattr(error.get("ctx", {}).get("error"), "loc", ())
     where = _describe(loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

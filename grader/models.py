@@ -37,6 +37,14 @@ MISTAKE_IDS = (
 MistakeId = Literal[MISTAKE_IDS]  # type: ignore[valid-type]
 
 
+class LocatedError(ValueError):
+    """A check over the whole exercise that knows which entry is wrong, so the message gets that entry's line."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]):
+        super().__init__(message)
+        self.loc = loc
+
+
 class Strict(BaseModel):
     """Unknown keys are mistakes (a typo such as `pionts` must not pass silently)."""
 
@@ -197,22 +205,26 @@ class Exercise(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "Exercise":
         seen: set[str] = set()
-        for part in self.parts:
+        for index, part in enumerate(self.parts):
             if part.id in seen:
-                raise ValueError(f"duplicate part id '{part.id}'")
+                raise LocatedError(f"duplicate part id '{part.id}'", ("parts", index, "id"))
             seen.add(part.id)
         names = [*self.variables, *self.params, *self.define]
-        clash = {n for n in names if names.count(n) > 1}
+        clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
-            raise ValueError(f"names used twice among variables, params and define: {', '.join(sorted(clash))}")
-        for test in self.tests:
+            where: tuple[str, ...] = ("variables",)
+            for section in ("params", "define"):  # point at the later of the two uses
+                if clash[0] in getattr(self, section):
+                    where = (section, clash[0])
+            raise LocatedError(f"names used twice among variables, params and define: {', '.join(clash)}", where)
+        for index, test in enumerate(self.tests):
             if test.part not in seen:
-                raise ValueError(f"test names part '{test.part}', which this exercise does not have")
-        uses_network = any(p.answer == "backprop" for p in self.parts)
-        if uses_network and self.network is None:
-            raise ValueError("`answer: backprop` parts need a `network`")
+                raise LocatedError(f"test names part '{test.part}', which this exercise does not have", ("tests", index, "part"))
+        for index, part in enumerate(self.parts):
+            if part.answer == "backprop" and self.network is None:
+                raise LocatedError("`answer: backprop` parts need a `network`", ("parts", index, "answer"))
         if self.kind in ("composite", "total", "gradient") and not self.variables:
-            raise ValueError(f"a {self.kind} exercise needs `variables`")
+            raise LocatedError(f"a {self.kind} exercise needs `variables`", ("kind",))
         return self
 
     @property
