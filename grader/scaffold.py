@@ -86,7 +86,8 @@ def write_init(entries: list[Entry], output: Path, student: str | None, force: b
 
 _TEMPLATES = {
     "composite": """\
-# yaml-language-server: $schema=https://chain-grader.example/exercise.schema.json
+# yaml-language-server: $schema=schema.json
+# (editor checking: put the schema beside this file with `grade schema -o schema.json`)
 id: {id}
 title: A composite derivative          # shown by `grade list`
 kind: composite
@@ -111,7 +112,8 @@ tests:                                  # question tests, run by `grade validate
   - {{part: dydx, answer: "a (x^2+1)^(a-1)", expect: incorrect, mistake: forgot-inner-derivative}}
 """,
     "total": """\
-# yaml-language-server: $schema=https://chain-grader.example/exercise.schema.json
+# yaml-language-server: $schema=schema.json
+# (editor checking: put the schema beside this file with `grade schema -o schema.json`)
 id: {id}
 title: A total derivative through two paths
 kind: total
@@ -134,7 +136,8 @@ tests:
   - {{part: dzdt, answer: "x^2 cos t", expect: incorrect, mistake: missing-path}}
 """,
     "gradient": """\
-# yaml-language-server: $schema=https://chain-grader.example/exercise.schema.json
+# yaml-language-server: $schema=schema.json
+# (editor checking: put the schema beside this file with `grade schema -o schema.json`)
 id: {id}
 title: A gradient
 kind: gradient
@@ -155,7 +158,8 @@ tests:
   - {{part: grad, answer: ["e^(x^2+y^2)", "e^(x^2+y^2)"], expect: incorrect}}
 """,
     "backprop": """\
-# yaml-language-server: $schema=https://chain-grader.example/exercise.schema.json
+# yaml-language-server: $schema=schema.json
+# (editor checking: put the schema beside this file with `grade schema -o schema.json`)
 id: {id}
 title: A two-layer network
 kind: backprop
@@ -192,7 +196,8 @@ tests:
           return {{"W1": x.T @ d_z1, "b1": d_z1.sum(0), "W2": h1.T @ d_out, "b2": d_out.sum(0)}}
 """,
     "update": """\
-# yaml-language-server: $schema=https://chain-grader.example/exercise.schema.json
+# yaml-language-server: $schema=schema.json
+# (editor checking: put the schema beside this file with `grade schema -o schema.json`)
 id: {id}
 title: One gradient-descent step
 kind: update

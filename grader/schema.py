@@ -5,7 +5,9 @@ import json
 
 from grader.models import Exercise
 
-SCHEMA_ID = "https://chain-grader.example/exercise.schema.json"
+# A name, not an address: editors load the schema from a file (`grade schema -o schema.json`
+# beside the exercises, named by each file's `# yaml-language-server: $schema=schema.json`).
+SCHEMA_ID = "urn:chain-grader:exercise"
 
 
 def schema() -> dict:
