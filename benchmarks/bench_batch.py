@@ -1,21 +1,24 @@
 """Benchmark `grade batch` against `grade submit`: does a class cost less than a class of single runs?
 
-Builds a class of identical copies of examples/sample (answers.yaml and solution.py, graded
-against the bundled bank) in a temporary folder, then times, in this one run and through the
-real CLI:
+Builds, in a temporary folder, a bank of at least `--parts` parts (default 100): the bundled bank
+plus copies of its first exercises under new ids, and a submission for it: examples/sample
+(answers.yaml and solution.py) with the same answers under the copies' ids. Then copies that
+submission `--copies` times (default 20) into a class folder and times, in this one run and
+through the real CLI:
 
-- one `grade submit` of the sample (a fresh process: imports, bank, references, grading);
-- `grade batch --jobs 1` and `grade batch --jobs 2` on the copies.
+- one `grade submit` of the submission (a fresh process: imports, bank, references, grading);
+- `grade batch --jobs 1` and `grade batch --jobs 2` on the class.
 
 Targets: batch(copies) / submit(1) <= 4 (a batch reuses imports, the parsed bank and the compiled
 references) and jobs1 / jobs2 >= 1.6 (two workers on two cores). Exit status 1 if a target is missed.
 
-    python benchmarks/bench_batch.py [--copies 20] [--repeat 1]
+    python benchmarks/bench_batch.py [--parts 100] [--copies 20] [--repeat 1]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -25,9 +28,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, str(ROOT / "cli.py")]
 SAMPLE = ROOT / "examples" / "sample"
+BUNDLED = ROOT / "exercises"
+COPY_SUFFIX = "-copy"
+
+sys.path.insert(0, str(ROOT))
+from grader.bank import load_bank  # noqa: E402 - the checkout's grader, whatever is installed
 
 
 @dataclass(frozen=True)
@@ -82,35 +92,64 @@ def load_warning() -> str:
     return f"load average {load:.2f} on {cores} cores: other work is running, wall times are unreliable"
 
 
-def build_class(folder: Path, copies: int) -> None:
+def build_bank(folder: Path, parts: int) -> list[str]:
+    """The bundled bank, then copies of its exercises (in file order) under new ids until it has `parts` parts."""
+    shutil.copytree(BUNDLED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    bundled = load_bank(folder)
+    count = sum(len(entry.exercise.parts) for entry in bundled.entries.values())
+    copied: list[str] = []
+    for entry in bundled.entries.values():
+        if count >= parts:
+            break
+        source = Path(entry.path)
+        text = re.sub(r"^id: *(\S+)", rf"id: \g<1>{COPY_SUFFIX}", source.read_text(encoding="utf-8"), count=1, flags=re.M)
+        (folder / f"copy-{source.name}").write_text(text, encoding="utf-8")
+        copied.append(entry.exercise.id)
+        count += len(entry.exercise.parts)
+    return copied
+
+
+def build_submission(folder: Path, copied: list[str]) -> Path:
+    """examples/sample, answering the copied exercises exactly as their originals."""
+    shutil.copytree(SAMPLE, folder)
+    answers_file = folder / "answers.yaml"
+    data = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
+    for exercise_id in copied:
+        if exercise_id in data["answers"]:
+            data["answers"][exercise_id + COPY_SUFFIX] = dict(data["answers"][exercise_id])
+    answers_file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return answers_file
+
+
+def build_class(folder: Path, submission: Path, copies: int) -> None:
     for index in range(1, copies + 1):
-        shutil.copytree(SAMPLE, folder / f"student-{index:02d}")
-
-
-def graded_parts() -> int:
-    sys.path.insert(0, str(ROOT))
-    from grader.bank import load_bank
-
-    return sum(len(entry.exercise.parts) for entry in load_bank().entries.values())
+        shutil.copytree(submission, folder / f"student-{index:02d}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", type=int, default=100, help="parts per submission, at least (default 100)")
     parser.add_argument("--copies", type=int, default=20, help="submissions in the class (default 20)")
     parser.add_argument("--repeat", type=int, default=1, help="time every command this many times, keep the best")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as temporary:
         work = Path(temporary)
+        bank = work / "bank"
+        copied = build_bank(bank, options.parts)
+        answers = build_submission(work / "submission", copied)
         klass = work / "class"
-        build_class(klass, options.copies)
-        print(f"class: {options.copies} copies of {SAMPLE.relative_to(ROOT)} ({graded_parts()} parts each), "
-              f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
+        build_class(klass, answers.parent, options.copies)
+        parts = sum(len(entry.exercise.parts) for entry in load_bank(bank).entries.values())
+        print(f"class: {options.copies} copies of a {parts}-part submission (examples/sample; the bundled bank "
+              f"and {len(copied)} of its exercises again under new ids), {os.cpu_count()} cores, Python {sys.version.split()[0]}")
         print(f"before: {load_warning()}")
-        timed(["submit", str(SAMPLE / "answers.yaml"), "--format", "json"])  # warm the disk cache and .pyc files
-        submit = best(["submit", str(SAMPLE / "answers.yaml"), "--format", "json"], options.repeat)
+        submit_args = ["submit", str(answers), "--exercises", str(bank), "--format", "json"]
+        timed(submit_args)  # warm the disk cache and .pyc files
+        submit = best(submit_args, options.repeat)
         outputs = {jobs: work / f"jobs{jobs}.csv" for jobs in (1, 2)}
-        batch = {jobs: best(["batch", str(klass), "--jobs", str(jobs), "--no-progress", "--output", str(out)], options.repeat)
+        batch = {jobs: best(["batch", str(klass), "--exercises", str(bank), "--jobs", str(jobs), "--no-progress",
+                             "--output", str(out)], options.repeat)
                  for jobs, out in outputs.items()}
         same = outputs[1].read_bytes() == outputs[2].read_bytes()
 
