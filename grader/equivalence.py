@@ -669,11 +669,14 @@ def compare(
     rel_tol: float = EXPR_REL_TOL,
 ) -> Verdict:
     """Equal only if, at every point where the reference is defined, the answer is defined and
-    |ref - ans| <= rel_tol * max(|ref|, |ans|, scale_ref, scale_ans); the first failing point
-    is reported. Points where the reference is undefined are skipped."""
+    |ref - ans| <= rel_tol * max(|ref|, |ans|, scale_ref, scale_ans); of the failing points, the
+    one whose coordinates are closest to magnitude 1 is reported (the easiest to check by hand).
+    Points where the reference is undefined are skipped."""
     checked = 0
+    plainest_first = sorted(range(len(points)), key=lambda i: max((abs(mpmath.log10(abs(c))) for c in points[i]), default=0))
     with mpmath.workdps(DPS):
-        for point, ref, ans in zip(points, ref_values, ans_values):
+        for index in plainest_first:
+            point, ref, ans = points[index], ref_values[index], ans_values[index]
             if ref is None:
                 continue
             checked += 1

@@ -170,15 +170,23 @@ def _grade_typed(compiled: Compiled, ref: PartReference, answer: Any, seed: int)
     return _grade_components(compiled, ref, answer, seed)
 
 
+def _judge_component(compiled: Compiled, ref: PartReference, index: int, expr: sympy.Expr,
+                     seed: int) -> tuple[Verdict, diagnosis.Finding | None]:
+    """The verdict on one expression and, when it is wrong, the known mistake that explains it."""
+    verdict, orc, values = judge(compiled, ref.exprs[index], expr, seed)
+    if verdict.reason == "no-domain":
+        raise InputError(f"{compiled.path}: part {ref.part.id}: the reference is not real anywhere we looked")
+    if verdict.equal:
+        return verdict, None
+    return verdict, diagnosis.diagnose_expression(compiled, ref, index, orc, values)
+
+
 def _grade_expression(compiled: Compiled, ref: PartReference, index: int, expr: sympy.Expr, answer: Any, seed: int) -> PartResult:
     part = ref.part
     understood = to_text(expr)
-    verdict, orc, values = judge(compiled, ref.exprs[index], expr, seed)
+    verdict, found = _judge_component(compiled, ref, index, expr, seed)
     if verdict.equal:
         return _result(part, "correct", "Correct.", answer, 1.0, understood=understood)
-    if verdict.reason == "no-domain":
-        raise InputError(f"{compiled.path}: part {part.id}: the reference is not real anywhere we looked")
-    found = diagnosis.diagnose_expression(compiled, ref, index, orc, values)
     feedback = _wrong_feedback(verdict, understood, found)
     fraction = part.partial.get(found.mistake, 0.0) if found else 0.0
     return _result(part, "incorrect", feedback, answer, fraction, understood=understood,
@@ -237,35 +245,39 @@ def _grade_components(compiled: Compiled, ref: PartReference, answer: Any, seed:
     items = _component_texts(ref, answer)
     if len(items) != len(ref.exprs):
         return _result(part, "incorrect", f"Expected {len(ref.exprs)} components, got {len(items)}.", answer)
-    labels = _labels(ref)
-    wrong, understood, mistakes = [], [], []
+    labels = _labels(compiled, ref)
+    exprs = []
     for index, item in enumerate(items):
         if isinstance(item, sympy.Expr):
-            expr = compiled.expand(item)
+            exprs.append(compiled.expand(item))
         elif isinstance(item, bool) or not isinstance(item, (str, int, float)):
             return _result(part, "invalid", f"Component {labels[index]} is not an expression.", answer)
         else:
-            expr = compiled.expand(parse_expression(str(item), ref.allowed))
-        understood.append(to_text(expr))
-        one = _grade_expression(compiled, ref, index, expr, item, seed + index)
-        if one.status != "correct":
-            wrong.append(labels[index])
-            if one.mistake:
-                mistakes.append(one.mistake)
-    shown = "[" + ", ".join(understood) + "]"
-    if not wrong:
+            exprs.append(compiled.expand(parse_expression(str(item), ref.allowed)))
+    shown = "[" + ", ".join(to_text(e) for e in exprs) + "]"
+    lines, mistakes = [], []
+    for index, expr in enumerate(exprs):
+        verdict, found = _judge_component(compiled, ref, index, expr, seed + index)
+        if verdict.equal:
+            continue
+        lines.append(f"{labels[index]}: {found.message if found else verdict.detail or 'not equal'}")
+        if found:
+            mistakes.append(found.mistake)
+    if not lines:
         return _result(part, "correct", "Correct.", answer, 1.0, understood=shown)
-    fraction = (len(items) - len(wrong)) / len(items)
-    feedback = f"Read your answer as: {shown}\nWrong: {', '.join(wrong)}."
-    mistake = mistakes[0] if mistakes and len(set(mistakes)) == 1 else None
-    if mistake:
-        feedback += f"\n{diagnosis.describe(mistake)}"
+    fraction = (len(items) - len(lines)) / len(items)
+    mistake = mistakes[0] if mistakes else None
+    if mistake in part.partial:
+        fraction = max(fraction, part.partial[mistake])
+    feedback = "\n".join([f"Read your answer as: {shown}", f"{len(lines)} of {len(items)} components are wrong:", *lines])
     return _result(part, "incorrect", feedback, answer, fraction, understood=shown, mistake=mistake)
 
 
-def _labels(ref: PartReference) -> list[str]:
+def _labels(compiled: Compiled, ref: PartReference) -> list[str]:
+    """How components are named in feedback: ∂f/∂x for a partial, df/dt for a total derivative."""
     if ref.derivatives and len(ref.derivatives) == len(ref.exprs):
-        return [f"d{d.of}/d{d.wrt}" for d in ref.derivatives]
+        partial = len(compiled.variables) > 1
+        return [f"∂{d.of}/∂{d.wrt}" if partial else f"d{d.of}/d{d.wrt}" for d in ref.derivatives]
     return [f"component {i + 1}" for i in range(len(ref.exprs))]
 
 

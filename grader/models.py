@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=80)]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]*$", max_length=40)]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=60)]
 Number = Union[int, float]
 
 KINDS = ("composite", "total", "gradient", "backprop", "update")
@@ -112,7 +113,7 @@ class Part(Strict):
     update: UpdateSpec | None = None
     allow: list[Name] | None = Field(None, description="Names the answer may use (default: the variables).")
     tolerance: float | None = Field(None, gt=0, lt=1, description="Relative tolerance of a value answer.")
-    entry: Name | None = Field(None, description="Function name in solution.py for code answers.")
+    entry: Identifier | None = Field(None, description="Function name in solution.py for code answers.")
     partial: dict[MistakeId, float] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="Partial credit (0..1) for an answer explained by a known mistake."
     )

@@ -89,7 +89,8 @@ WRONG = [
     Case("values", "step", 0.6, "sign-error", ("stepped uphill",)),
     Case("values", "step-forgot", 1.2, "forgot-inner-derivative", ("did not multiply by dr/dw = 2",)),
     # a gradient, component by component
-    Case("gradient", "one-forgot", ["e^(xy)", "x e^(xy)"], "forgot-inner-derivative", ("Wrong: df/dx.",)),
+    Case("gradient", "one-forgot", ["e^(xy)", "x e^(xy)"], "forgot-inner-derivative",
+         ("1 of 2 components are wrong", "∂f/∂x: You differentiated e^u", "∂u/∂x = y")),
     Case("gradient", "both-signs", ["-y e^(xy)", "-x e^(xy)"], "sign-error"),
 ]
 
