@@ -18,7 +18,7 @@ import numpy as np
 import sympy
 
 from grader import arrays
-from grader.equivalence import RealFunction, compare, evaluate, values_close
+from grader.equivalence import EXPR_REL_TOL, RealFunction, compare, evaluate, values_close
 from grader.errors import BudgetExceeded
 from grader.parse import to_text
 from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, _tape_names, softmax
@@ -274,11 +274,11 @@ def _defined(values: list) -> bool:
     return sum(v is not None for v in values) >= max(3, len(values) // 2)
 
 
-def _matches(candidate_values: list, answer_values: list, orc: "Oracle") -> bool:
+def _matches(candidate_values: list, answer_values: list, orc: "Oracle", rel_tol: float = EXPR_REL_TOL) -> bool:
     """Equal wherever the candidate is defined (the answer may be undefined where the candidate is)."""
     if not _defined(candidate_values):
         return False
-    return compare(candidate_values, answer_values, orc.points, orc.variables).equal
+    return compare(candidate_values, answer_values, orc.points, orc.variables, rel_tol=rel_tol).equal
 
 
 def _ratio(reference: list, answer: list) -> Fraction | float | None:
@@ -344,9 +344,12 @@ def _evaluated_candidates(compiled: "Compiled", ref: "PartReference", index: int
     return _CANDIDATES[key]
 
 
-def diagnose_expression(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle", answer_values: list) -> Finding | None:
-    """The mistake that explains a wrong expression answer, if a known one does.
+def diagnose_expression(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle", answer_values: list,
+                        rel_tol: float = EXPR_REL_TOL) -> Finding | None:
+    """The mistake that explains a wrong answer, if a known one does.
 
+    `answer_values` are the answer at the oracle's points: an expression's exact values, or the
+    floats a student's function returned (then compared with a float tolerance, `rel_tol`).
     Best effort: if building the candidates runs out of the check's time budget, the answer
     is still graded (incorrect, unexplained) instead of timing out.
     """
@@ -355,7 +358,7 @@ def diagnose_expression(compiled: "Compiled", ref: "PartReference", index: int, 
     except BudgetExceeded:
         candidates = []
     for candidate, values in candidates:
-        if _matches(values, answer_values, orc):
+        if _matches(values, answer_values, orc, rel_tol):
             return Finding(candidate.mistake, candidate.message)
     return _scaled(_ratio(orc.values, answer_values))
 

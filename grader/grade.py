@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mpmath
 import numpy as np
 import sympy
 
@@ -208,7 +209,8 @@ def _grade_value(compiled: Compiled, ref: PartReference, answer: Any) -> PartRes
     part = ref.part
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
         return _result(part, "invalid", "Expected a number.", answer)
-    got = parse_expression(str(answer), {})
+    constants = {name: value for name, value in ref.allowed.items() if not value.free_symbols}
+    got = parse_expression(str(answer), constants)
     tolerance = part.tolerance or VALUE_REL_TOL
     understood = to_text(got)
     if values_close(ref.exprs[0], got, rel_tol=tolerance):
@@ -289,30 +291,55 @@ def _code_failure(part: Part, call: CallResult, sandbox: Sandbox) -> PartResult:
     return _result(part, status, f"Your code did not return an answer: {call.message}", part.entry, output=output)
 
 
+FUNCTION_REL_TOL = 1e-6
+"""Relative tolerance of a student's function against the reference (float64 arithmetic)."""
+
+
 def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: Sandbox | None) -> PartResult:
-    """Call the student's function at sampled points of the reference's domain, one float per variable."""
+    """Call the student's function at the reference's sample points, one float per variable."""
     part = ref.part
     if sandbox is None:
         return _result(part, "missing", f"No code file with a function `{part.entry}`.")
-    variables = compiled.variables
-    oracles = [oracle(compiled, expr, seed) for expr in ref.exprs]
-    points = oracles[0].points[:8]
-    expected_rows = [[float(evaluate(RealFunction(e, variables), [p])[0][0]) for e in ref.exprs] for p in points]
-    for point, expected in zip(points, expected_rows):
+    orc = oracle(compiled, ref.exprs[0], seed)
+    columns = [orc.values] + [evaluate(RealFunction(e, orc.variables), orc.points) for e in ref.exprs[1:]]
+    returned: list[float] = []
+    for index, point in enumerate(orc.points):
         args = [float(v) for v in point]
         call = sandbox.call(part.entry, *args)
         if call.status != "ok":
             return _code_failure(part, call, sandbox)
         got = arrays.as_array(call.value)
-        want = np.array(expected if ref.shape else expected[0])
-        verdict = arrays.compare(want, got if got is not None else call.value, rel_tol=1e-6)
+        row = [float(column[index][0]) for column in columns]
+        want = np.array(row if ref.shape else row[0])
+        verdict = arrays.compare(want, got if got is not None else call.value, rel_tol=FUNCTION_REL_TOL)
         if not verdict.ok:
             where = ", ".join(f"{v} = {a:.4g}" for v, a in zip(compiled.exercise.variables, args))
             shown = np.array2string(got, precision=6) if got is not None else "not a number"
-            return _result(part, "incorrect",
-                           f"At {where} your function returned {shown}, expected {np.array2string(want, precision=6)} ({verdict.problem}).",
-                           part.entry, output=sandbox.output or None)
-    return _result(part, "correct", f"Correct at {len(points)} sampled points.", part.entry, 1.0, output=sandbox.output or None)
+            lines = [f"At {where} your function returned {shown}, expected {np.array2string(want, precision=6)} ({verdict.problem})."]
+            found = _diagnose_function(compiled, ref, orc, sandbox, returned, got) if not ref.shape else None
+            if found:
+                lines.append(found.message)
+            return _result(part, "incorrect", "\n".join(lines), part.entry, output=sandbox.output or None,
+                           mistake=found.mistake if found else None)
+        if not ref.shape:
+            returned.append(float(got))
+    return _result(part, "correct", f"Correct at {len(orc.points)} sampled points.", part.entry, 1.0, output=sandbox.output or None)
+
+
+def _diagnose_function(compiled: Compiled, ref: PartReference, orc: Oracle, sandbox: Sandbox,
+                       returned: list[float], got: np.ndarray | None) -> diagnosis.Finding | None:
+    """Finish sampling the student's function, then ask which known mistake its values match."""
+    if got is None or got.shape != ():
+        return None
+    values = returned + [float(got)]
+    for point in orc.points[len(values):]:
+        call = sandbox.call(ref.part.entry, *[float(v) for v in point])
+        array = arrays.as_array(call.value) if call.status == "ok" else None
+        if array is None or array.shape != () or not np.isfinite(array):
+            return None
+        values.append(float(array))
+    answer = [(mpmath.mpf(v), mpmath.mpf(abs(v))) for v in values]
+    return diagnosis.diagnose_expression(compiled, ref, 0, orc, answer, rel_tol=FUNCTION_REL_TOL)
 
 
 @dataclass(frozen=True)

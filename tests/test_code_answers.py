@@ -94,3 +94,12 @@ def test_state_kept_between_calls_is_caught(tmp_path: Path):
     grads = parts_of(report)[("relu-net", "grads")]
     assert grads["status"] == "incorrect"
     assert "second call" in grads["feedback"]
+
+
+def test_a_function_answer_is_diagnosed_like_an_expression(tmp_path: Path):
+    (tmp_path / "forgot.py").write_text("import math\n\n\ndef dydx(x):\n    return math.cos(x * x)\n")
+    report, _ = submit(tmp_path, tmp_path / "forgot.py")
+    code = parts_of(report)[("square-chain", "code")]
+    assert code["status"] == "incorrect"
+    assert code["mistake"] == "forgot-inner-derivative"
+    assert "du/dx = 2*x" in code["feedback"]
