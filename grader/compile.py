@@ -59,6 +59,7 @@ class Compiled:
     parts: dict[str, PartReference]
     path: str = ""
     oracles: dict = field(default_factory=dict)  # (expr, seed) -> grader.grade.Oracle, filled while grading
+    candidates: dict = field(default_factory=dict)  # mistake candidates with their values, filled by diagnosis
 
     @cached_property
     def variables(self) -> list[sympy.Symbol]:

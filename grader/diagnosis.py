@@ -14,6 +14,7 @@ from fractions import Fraction
 from itertools import combinations
 from typing import TYPE_CHECKING, Any, Callable
 
+import mpmath
 import numpy as np
 import sympy
 
@@ -312,10 +313,6 @@ def _scaled(ratio: Fraction | float | None) -> Finding | None:
     return Finding("constant-factor", f"Your answer is {shown} times the right one: check the constant factors.")
 
 
-_CANDIDATES: dict[tuple, list] = {}
-"""Candidates per variant and part component, with their values: built once, reused for every answer."""
-
-
 def _cache_key(compiled: "Compiled", ref: "PartReference", index: int, where: tuple) -> tuple:
     """By content, never by id(): validate compiles afresh per test and ids of dead objects are reused."""
     return (compiled.path, compiled.exercise.id, tuple(sorted(compiled.params.items())), ref.part.id, index,
@@ -328,20 +325,29 @@ def _candidates_of(compiled: "Compiled", ref: "PartReference", index: int) -> li
     return expression_candidates(compiled.chain, ref.derivatives[index])
 
 
+def _fingerprint(values: list) -> tuple:
+    """Values rounded to 15 digits: candidates with equal fingerprints are the same answer."""
+    return tuple(None if v is None else mpmath.nstr(v[0], 15) for v in values)
+
+
 def _evaluated_candidates(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle") -> list[tuple[Candidate, list]]:
-    """Candidates of one component with their values at the oracle's points, distinct from each other and the reference."""
+    """Candidates of one component with their values at the oracle's points, distinct from each other and the reference.
+
+    Kept on the compiled variant, so the reference cache carries them to the next run.
+    """
     key = _cache_key(compiled, ref, index, tuple(tuple(point) for point in orc.points))
-    if key not in _CANDIDATES:
+    if key not in compiled.candidates:
         result: list[tuple[Candidate, list]] = []
-        seen: list[list] = [orc.values]
+        seen = {_fingerprint(orc.values)}
         for candidate in _candidates_of(compiled, ref, index):
             values = evaluate(RealFunction(ref.finish(candidate.expr), orc.variables), orc.points)
-            if not _defined(values) or any(_matches(values, other, orc) for other in seen):
+            fingerprint = _fingerprint(values)
+            if not _defined(values) or fingerprint in seen:
                 continue
-            seen.append(values)
+            seen.add(fingerprint)
             result.append((candidate, values))
-        _CANDIDATES[key] = result
-    return _CANDIDATES[key]
+        compiled.candidates[key] = result
+    return compiled.candidates[key]
 
 
 def diagnose_expression(compiled: "Compiled", ref: "PartReference", index: int, orc: "Oracle", answer_values: list,
@@ -366,14 +372,14 @@ def diagnose_expression(compiled: "Compiled", ref: "PartReference", index: int, 
 def _value_candidates(compiled: "Compiled", ref: "PartReference") -> list[tuple[Candidate, sympy.Expr]]:
     """Candidates of a value part, evaluated at its point (and stepped): only finite real numbers."""
     key = _cache_key(compiled, ref, 0, ("value",))
-    if key not in _CANDIDATES:
+    if key not in compiled.candidates:
         result = []
         for candidate in _candidates_of(compiled, ref, 0):
             wrong = ref.finish(candidate.expr)
             if not wrong.free_symbols and evaluate(RealFunction(wrong, []), [()])[0] is not None:
                 result.append((candidate, wrong))
-        _CANDIDATES[key] = result
-    return _CANDIDATES[key]
+        compiled.candidates[key] = result
+    return compiled.candidates[key]
 
 
 def diagnose_value(compiled: "Compiled", ref: "PartReference", got: sympy.Expr, tolerance: float) -> Finding | None:

@@ -660,6 +660,11 @@ def _distinct(expected: mpmath.mpf, got: mpmath.mpf) -> tuple[str, str]:
     return _show(expected, DPS), _show(got, DPS)
 
 
+def _plainness(point: Sequence[mpmath.mpf]) -> float:
+    """How far a point's coordinates are from magnitude 1 (0 is plainest), in decades."""
+    return max((abs(math.log10(abs(float(c)))) for c in point if c), default=0.0)
+
+
 def compare(
     ref_values: Sequence[tuple[mpmath.mpf, mpmath.mpf] | None],
     ans_values: Sequence[tuple[mpmath.mpf, mpmath.mpf] | None],
@@ -673,29 +678,25 @@ def compare(
     one whose coordinates are closest to magnitude 1 is reported (the easiest to check by hand).
     Points where the reference is undefined are skipped."""
     checked = 0
-    plainest_first = sorted(range(len(points)), key=lambda i: max((abs(mpmath.log10(abs(c))) for c in points[i]), default=0))
+    failures: list[tuple[float, int]] = []
     with mpmath.workdps(DPS):
-        for index in plainest_first:
-            point, ref, ans = points[index], ref_values[index], ans_values[index]
+        for index, (ref, ans) in enumerate(zip(ref_values, ans_values)):
             if ref is None:
                 continue
             checked += 1
-            expected, expected_scale = ref
             if ans is None:
-                detail = (
-                    f"at {_where(point, variables)}, your answer is undefined "
-                    f"but the expected value is {_show(expected)}"
-                )
-                return Verdict(False, "undefined", detail)
-            got, got_scale = ans
-            bound = rel_tol * max(abs(expected), abs(got), expected_scale, got_scale)
-            if abs(expected - got) > bound:
-                shown_expected, shown_got = _distinct(expected, got)
-                detail = (
-                    f"at {_where(point, variables)}, your answer is {shown_got} "
-                    f"but the expected value is {shown_expected}"
-                )
-                return Verdict(False, "differs", detail)
+                failures.append((_plainness(points[index]), index))
+                continue
+            (expected, expected_scale), (got, got_scale) = ref, ans
+            if abs(expected - got) > rel_tol * max(abs(expected), abs(got), expected_scale, got_scale):
+                failures.append((_plainness(points[index]), index))
+        if failures:
+            index = min(failures)[1]
+            where, expected = _where(points[index], variables), ref_values[index][0]
+            if ans_values[index] is None:
+                return Verdict(False, "undefined", f"at {where}, your answer is undefined but the expected value is {_show(expected)}")
+            shown_expected, shown_got = _distinct(expected, ans_values[index][0])
+            return Verdict(False, "differs", f"at {where}, your answer is {shown_got} but the expected value is {shown_expected}")
     if checked < MIN_POINTS:
         detail = (
             f"the expected answer is defined at only {checked} of the sample points "

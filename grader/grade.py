@@ -7,6 +7,7 @@ code that crashes) becomes that part's status and never stops the others.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,12 @@ def seed_of(*words: str) -> int:
 # ---------------------------------------------------------------- compiled references, cached
 
 _COMPILED: dict[tuple, tuple[Compiled, Document]] = {}
-_UNSAVED: set[tuple] = set()
+_STORED: dict[tuple, tuple[int, int]] = {}
+"""What the disk cache holds of each variant (sample points, mistake candidates): save only what grew."""
+
+
+def _contents(compiled: Compiled) -> tuple[int, int]:
+    return len(compiled.oracles), len(compiled.candidates)
 
 
 def _key(path: str, exercise_id: str, params: dict[str, Value]) -> tuple:
@@ -75,17 +81,19 @@ def compiled_for(entry: Entry, params: dict[str, Value]) -> Compiled:
         cached = refcache.load(entry.doc, params)
         if cached is None or cached.exercise != entry.exercise:
             cached = compile_exercise(entry.exercise, params, entry.doc)
-            _UNSAVED.add(key)
+            _STORED[key] = (-1, -1)
+        else:
+            _STORED[key] = _contents(cached)
         _COMPILED[key] = (cached, entry.doc)
     return _COMPILED[key][0]
 
 
 def save_compiled() -> None:
-    """Persist what this run computed (new variants, new sample points) for the next run."""
-    for key in sorted(_UNSAVED, key=repr):
-        compiled, doc = _COMPILED[key]
-        refcache.save(doc, compiled.params, compiled)
-    _UNSAVED.clear()
+    """Persist what this run computed (new variants, sample points, candidates) for the next run."""
+    for key, (compiled, doc) in _COMPILED.items():
+        if _contents(compiled) != _STORED[key]:
+            refcache.save(doc, compiled.params, compiled)
+            _STORED[key] = _contents(compiled)
 
 
 @dataclass
@@ -105,9 +113,6 @@ def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
         fn = RealFunction(expr, variables)
         points = sample_points(fn, len(variables), seed=seed)
         compiled.oracles[key] = Oracle(variables, points, evaluate(fn, points))
-        variant = _key(compiled.path, compiled.exercise.id, compiled.params)
-        if variant in _COMPILED:
-            _UNSAVED.add(variant)
     return compiled.oracles[key]
 
 
@@ -440,26 +445,35 @@ def grade_exercise(entry: Entry, answers: dict[str, Any], student: str, options:
     return ExerciseResult(id=exercise.id, title=exercise.title, score=score, max_score=max_score, parts=results)
 
 
+def _start_sandboxes(prepared: "Prepared", entries: list[Entry], limits: Limits) -> dict[Path, Future]:
+    """Start every code file's child process now, in the background: its start-up (a fresh
+    interpreter importing numpy) then overlaps the grading of typed answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = {prepared.code[e.exercise.id][0]: prepared.code[e.exercise.id][1] for e in entries if e.exercise.id in prepared.code}
+    if not paths:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=len(paths))
+    started = {path: pool.submit(open_sandbox, source, limits) for path, source in paths.items()}
+    pool.shutdown(wait=False)
+    return started
+
+
 def grade(prepared: "Prepared", entries: list[Entry], options: Options, progress=None) -> Report:
-    """Grade the chosen exercises for one student; each code file runs in its own sandbox, started once."""
+    """Grade the chosen exercises for one student; each code file runs in its own sandbox."""
     student = prepared.student or ""
-    sandboxes: dict[Path, Sandbox] = {}
+    starting = _start_sandboxes(prepared, entries, options.limits)
     results = []
     try:
         for entry in entries:
-            sandbox = None
             code = prepared.code.get(entry.exercise.id)
-            if code is not None:
-                path, source = code
-                if path not in sandboxes:
-                    sandboxes[path] = open_sandbox(source, options.limits)
-                sandbox = sandboxes[path]
+            sandbox = starting[code[0]].result() if code is not None else None
             results.append(grade_exercise(entry, prepared.answers.get(entry.exercise.id, {}), student, options, sandbox))
             if progress is not None:
                 progress()
     finally:
-        for sandbox in sandboxes.values():
-            sandbox.__exit__(None, None, None)
+        for future in starting.values():
+            future.result().__exit__(None, None, None)
     save_compiled()
     score, max_score = total(results)
     return Report(student=prepared.student, score=score, max_score=max_score, exercises=results, errors=prepared.problems)
