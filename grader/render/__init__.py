@@ -5,7 +5,10 @@ list of BatchEntry (`grade batch`). Renderers only read the models; they decide 
 """
 from __future__ import annotations
 
-from grader.report import BatchEntry, PartResult, Report
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from grader.report import BatchEntry, PartResult, Report
 
 FORMATS = ("text", "json", "junit", "gradescope", "markdown", "csv")
 
