@@ -20,7 +20,6 @@ from grader.errors import BudgetExceeded, GraderError, InputError
 from grader.equivalence import RealFunction
 from grader.grade import Options, grade_part, open_sandbox, oracle, seed_of
 from grader.variants import Value, all_variants, draw, format_value
-from reference.chain import symbol
 
 
 @dataclass
