@@ -86,7 +86,7 @@ def best(args: list[str], repeat: int) -> Timing:
 
 
 def load_warning() -> str:
-    """Wall-time ratios need idle cores; say so when other work is running."""
+    """Wall-time ratios need idle cores; say so when other work is running (checked before we add our own)."""
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load < 0.5:
         return f"load average {load:.2f}"
@@ -144,7 +144,7 @@ def main() -> int:
         parts = sum(len(entry.exercise.parts) for entry in load_bank(bank).entries.values())
         print(f"class: {options.copies} copies of a {parts}-part submission (examples/sample; the bundled bank "
               f"and {len(copied)} of its exercises again under new ids), {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-        print(f"before: {load_warning()}")
+        print(load_warning())
         submit_args = ["submit", str(answers), "--exercises", str(bank), "--format", "json"]
         timed(submit_args)  # warm the disk cache and .pyc files
         submit = best(submit_args, options.repeat)
@@ -154,7 +154,6 @@ def main() -> int:
                  for jobs, out in outputs.items()}
         same = outputs[1].read_bytes() == outputs[2].read_bytes()
 
-    print(f"after: {load_warning()}")
     print(f"{'command':<34} {'wall':>8} {'cpu':>8}")
     rows = [("grade submit (1 submission)", submit)] + [
         (f"grade batch --jobs {jobs} ({options.copies} copies)", batch[jobs]) for jobs in (1, 2)]
