@@ -7,6 +7,7 @@ code that crashes) becomes that part's status and never stops the others.
 from __future__ import annotations
 
 import hashlib
+import sys
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,16 @@ from reference.backprop import gradient_step, init_params, numerical_gradient, s
 if TYPE_CHECKING:
     from grader.submit import Prepared
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-"""Where the grader, the reference and the bank live: student code may not read anything under it."""
+def protected_paths() -> list[Path]:
+    """What student code may not read: the whole checkout when running from one (tests, examples
+    and all); in an installed package, the grader's, the reference's and the bank's own folders
+    (their parent is site-packages, which holds numpy and must stay readable)."""
+    import exercises
+    import reference
+
+    packages = [Path(module.__file__).resolve().parent for module in (sys.modules[__package__], reference, exercises)]
+    root = packages[0].parent
+    return [root] if (root / "pyproject.toml").is_file() else packages
 
 MAX_ANSWER_CHARS = 1000
 """Longer answers are shown truncated in reports (the parser refuses them anyway)."""
@@ -51,7 +60,7 @@ class Options:
 
 def open_sandbox(source: str, limits: Limits) -> Sandbox:
     """A started sandbox for one code file (the caller closes it)."""
-    return Sandbox(source, limits=limits, project_root=PROJECT_ROOT).__enter__()
+    return Sandbox(source, limits=limits, protected=protected_paths()).__enter__()
 
 
 def seed_of(*words: str) -> int:

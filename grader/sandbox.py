@@ -25,6 +25,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -262,10 +263,10 @@ class _Resources:
 class Sandbox:
     """One child process per submission, reused for all calls, restarted after a timeout or crash."""
 
-    def __init__(self, source: str, *, limits: Limits = Limits(), project_root: Path) -> None:
+    def __init__(self, source: str, *, limits: Limits = Limits(), protected: Sequence[Path]) -> None:
         self._source = source
         self._limits = limits
-        self._project_root = Path(project_root).resolve()
+        self._protected = tuple(str(Path(path).resolve()) for path in protected)
         self._resources = _Resources()
         self._release = weakref.finalize(self, self._resources.release)
         self._child: _Child | None = None
@@ -392,7 +393,7 @@ class Sandbox:
         start_deadline = min(self._deadline, time.monotonic() + STARTUP_SECONDS)
         setup = {
             "source": self._source,
-            "project_root": str(self._project_root),
+            "protected": list(self._protected),
             "cpu_seconds": int(self._limits.cpu_seconds),
             "memory_bytes": int(self._limits.memory_bytes),
         }

@@ -19,7 +19,7 @@ Before any student code runs, the process locks itself down in layers, none trus
    why the parent kills the whole process group and decodes every reply as plain data.
 
 Protocol: one JSON object per line. The parent first sends the set-up message
-``{"source", "project_root", "cpu_seconds", "memory_bytes"}``; the child answers
+``{"source", "protected", "cpu_seconds", "memory_bytes"}`` (protected: paths student code may not read); the child answers
 ``{"started": {defence: bool}}`` once locked down, then ``{"loaded": true}`` or
 ``{"load_error": text}`` after running the module code. Each request
 ``{"id", "entry", "args"}`` gets ``{"id", "ok": value}`` or ``{"id", "error", "traceback"}``.
@@ -105,13 +105,13 @@ def within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def library_roots(project_root: str) -> tuple[str, ...]:
-    """Directories imports read from, minus any that contains (and so would expose) the project."""
+def library_roots(protected: tuple[str, ...]) -> tuple[str, ...]:
+    """Directories imports read from, minus any inside a protected path (the grader, the reference)."""
     roots = []
     for entry in sys.path:
         if entry and os.path.isdir(entry):
             root = os.path.realpath(entry)
-            if not within(project_root, root) and root not in roots:
+            if not any(within(root, guarded) for guarded in protected) and root not in roots:
                 roots.append(root)
     return tuple(roots)
 
@@ -197,17 +197,18 @@ def mount_points() -> list[tuple[bytes, int]]:
     return points
 
 
-def lock_filesystem(libc, project_root: str, visible: tuple[str, ...]) -> bool:
-    """In our private mount table: all mounts read-only and device-less, project and /proc hidden."""
+def lock_filesystem(libc, protected: tuple[str, ...], visible: tuple[str, ...]) -> bool:
+    """In our private mount table: all mounts read-only and device-less, protected paths and /proc hidden."""
     complete = True
     for point, flags in mount_points():
         remount = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | flags
         complete &= libc.mount(None, point, None, remount, None) == 0
     covers = ["/proc"]
-    if project_root != "/" and not any(within(path, project_root) for path in visible):
-        covers.append(project_root)
-    else:
-        complete = False
+    for guarded in protected:
+        if guarded != "/" and os.path.isdir(guarded) and not any(within(path, guarded) for path in visible):
+            covers.append(guarded)
+        elif os.path.exists(guarded):
+            complete = False
     for target in covers:
         covered = libc.mount(
             b"tmpfs", os.fsencode(target), b"tmpfs",
@@ -252,11 +253,11 @@ def refuse_fork_exec(*args: object) -> None:
     raise PermissionError("the grader's sandbox forbids starting processes")
 
 
-def make_path_check(roots: tuple[str, ...], files: frozenset[str]):
+def make_path_check(roots: tuple[str, ...], files: frozenset[str], protected: tuple[str, ...]):
     """A path check that resolves symlinks itself and reads no global name student code could swap."""
 
     def allowed(
-        path, _roots=roots, _files=files, _lstat=os.lstat, _readlink=os.readlink,
+        path, _roots=roots, _files=files, _protected=protected, _lstat=os.lstat, _readlink=os.readlink,
         _islink=stat.S_ISLNK, _type=type, _str=str, _OSError=OSError,
     ) -> bool:
         if _type(path) is not _str or not path.startswith("/"):
@@ -290,6 +291,9 @@ def make_path_check(roots: tuple[str, ...], files: frozenset[str]):
         resolved = "/" + "/".join(parts)
         if resolved in _files:
             return True
+        for guarded in _protected:
+            if resolved == guarded or resolved.startswith(guarded + "/"):
+                return False
         for root in _roots:
             if resolved == root or resolved.startswith(root + "/"):
                 return True
@@ -513,13 +517,13 @@ def main(argv: list[str]) -> None:
     import numpy
 
     kit = numpy_kit(numpy)
-    project_root = os.path.realpath(setup["project_root"])
-    roots = library_roots(project_root)
+    protected = tuple(os.path.realpath(path) for path in setup["protected"])
+    roots = library_roots(protected)
     if defences["filesystem"]:
-        defences["filesystem"] = lock_filesystem(libc, project_root, roots + (os.getcwd(),))
+        defences["filesystem"] = lock_filesystem(libc, protected, roots + (os.getcwd(),))
     defences["capabilities"] = libc is not None and drop_capabilities(libc, ctypes)
     forget_dangerous_modules()
-    sys.addaudithook(make_audit_hook(make_path_check(roots, READABLE_DEVICES)))
+    sys.addaudithook(make_audit_hook(make_path_check(roots, READABLE_DEVICES, protected)))
     defences["audit_hook"] = True
     channel.send({"started": defences})
     try:

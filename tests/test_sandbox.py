@@ -35,7 +35,7 @@ def fixture_source(kind: str, name: str) -> str:
 
 
 def open_sandbox(kind: str, name: str, limits: Limits = FAST) -> Sandbox:
-    return Sandbox(fixture_source(kind, name), limits=limits, project_root=PROJECT_ROOT)
+    return Sandbox(fixture_source(kind, name), limits=limits, protected=[PROJECT_ROOT])
 
 
 def process_table() -> dict[int, tuple[int, int]]:
@@ -201,14 +201,14 @@ def test_infinite_loop_at_import_is_a_load_timeout():
 
 
 def test_syntax_error_is_a_load_error_with_its_line():
-    with Sandbox("def dfdx(x):\n    return (x\n", limits=FAST, project_root=PROJECT_ROOT) as box:
+    with Sandbox("def dfdx(x):\n    return (x\n", limits=FAST, protected=[PROJECT_ROOT]) as box:
         assert box.load_error.startswith("SyntaxError: ")
         assert "(line 2)" in box.load_error.splitlines()[0]
         assert box.call("dfdx", 1.0).status == "error"
 
 
 def test_exit_at_import_is_a_load_crash():
-    with Sandbox("import os\nos._exit(5)\n", limits=FAST, project_root=PROJECT_ROOT) as box:
+    with Sandbox("import os\nos._exit(5)\n", limits=FAST, protected=[PROJECT_ROOT]) as box:
         assert box.load_error == "the process exited with code 5 instead of answering"
         assert box.call("dfdx", 1.0).status == "crash"
 
@@ -454,7 +454,7 @@ def test_decode_bounds_depth_and_reports_unsupported_types():
 def test_the_audit_hook_looks_up_no_global_name():
     """Student code can rebind module globals and builtins, so the hook must not read any."""
     child = child_child_module()
-    check = child.make_path_check(("/usr",), frozenset())
+    check = child.make_path_check(("/usr",), frozenset(), ("/usr/share/secret",))
     hook = child.make_audit_hook(check)
     for function in (check, hook):
         loads = {instruction.opname for instruction in dis.get_instructions(function)}
@@ -469,8 +469,10 @@ def test_the_path_check_follows_symlinks_and_refuses_relative_paths(tmp_path):
     secret.mkdir()
     (secret / "answers.py").write_text("x = 1")
     (library / "link").symlink_to(secret)
-    allowed = child.make_path_check((str(library),), frozenset({"/dev/null"}))
+    guarded = library / "grader"
+    allowed = child.make_path_check((str(library),), frozenset({"/dev/null"}), (str(guarded),))
     assert allowed(str(library / "module.py"))
+    assert not allowed(str(guarded / "grade.py"))
     assert allowed("/dev/null")
     assert not allowed(str(library / "link" / "answers.py"))
     assert not allowed(str(library / ".." / "project" / "answers.py"))
@@ -492,8 +494,8 @@ request_read, request_write = os.pipe()
 result_read, result_write = os.pipe()
 child["run_in_pid_namespace"](child["Channel"](request_read, result_write))
 child["set_limits"](10, 512 * 2**20)
-roots = child["library_roots"](root)
-defences["filesystem"] = child["lock_filesystem"](libc, root, roots + (os.getcwd(),))
+roots = child["library_roots"]((root,))
+defences["filesystem"] = child["lock_filesystem"](libc, (root,), roots + (os.getcwd(),))
 defences["capabilities"] = child["drop_capabilities"](libc, ctypes)
 outcomes = {{"defences": defences, "pid": os.getpid(), "parent": os.getppid()}}
 def attempt(name, action):
