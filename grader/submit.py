@@ -1,8 +1,8 @@
 """Read a student's submission from disk: answers.yaml, and the code files beside it.
 
 An exercise's code is read from `<exercise-id>.py` beside answers.yaml when that file
-exists, else from the answers file's `code:` entry (default `solution.py`). A mapping
-`code: {exercise-id: file}` names files per exercise.
+exists, else from the answers file's `code:` entry (default `solution.py`): several
+backprop exercises may then all ask for `backward` without clashing.
 """
 from __future__ import annotations
 
