@@ -239,7 +239,32 @@ def _grade_value(compiled: Compiled, ref: PartReference, answer: Any) -> PartRes
                    mistake=found.mistake if found else None)
 
 
+def _matrix_rows(text: str) -> list[str] | None:
+    """"[[a, b], [c, d]]" split into its row texts "[a, b]", "[c, d]" (None if it is not that shape)."""
+    inner = text.strip()
+    if not (inner.startswith("[") and inner.endswith("]")):
+        return None
+    inner = inner[1:-1]
+    rows, depth, start = [], 0, None
+    for index, char in enumerate(inner):
+        if char in "([{":
+            if depth == 0:
+                start = index
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth == 0 and start is not None:
+                rows.append(inner[start:index + 1])
+                start = None
+        elif depth == 0 and not (char.isspace() or char == ","):
+            return None
+    return rows if rows and depth == 0 else None
+
+
 def _component_texts(ref: PartReference, answer: Any) -> list[Any]:
+    """An answer's components, flattened row by row: YAML lists, or one text "[a, b]" / "[[a, b], [c, d]]"."""
+    if isinstance(answer, str) and len(ref.shape) == 2:
+        answer = _matrix_rows(answer) or answer
     if isinstance(answer, list):
         flat: list[Any] = []
         for item in answer:

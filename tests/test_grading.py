@@ -202,3 +202,24 @@ def test_list_and_show_use_the_index_and_notice_a_changed_bank(tmp_path: Path):
     (bank / "b.yaml").write_text("id: [broken\n")
     broken = grade("show", "second", "--exercises", bank)
     assert broken.code == 2 and "b.yaml:" in broken.err and "YAML syntax" in broken.err
+
+
+def test_a_jacobian_may_be_typed_as_one_text_or_as_yaml_rows(tmp_path: Path):
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "jacobian.yaml").write_text(
+        "id: jac\ntitle: a Jacobian\nkind: gradient\nvariables: [x, y]\ndefine: {f: x^2 y, g: sin(x y)}\n"
+        "parts:\n  - {id: m, answer: matrix, derivative: {of: [f, g], wrt: [x, y]}}\n")
+    scores = {}
+    for name, answer in {"text": '"[[2xy, x^2], [y cos(xy), x cos(xy)]]"',
+                         "rows": "[[2xy, x^2], [y cos(xy), x cos(xy)]]",
+                         "row-texts": '["[2xy, x^2]", "[y cos(xy), x cos(xy)]"]',
+                         "one-wrong": '"[[2xy, x^2], [y cos(xy), cos(xy)]]"'}.items():
+        (tmp_path / f"{name}.yaml").write_text(f"answers:\n  jac:\n    m: {answer}\n")
+        run = grade("submit", tmp_path / f"{name}.yaml", "--exercises", bank, "--format", "json")
+        assert run.code == 0, run.err
+        scores[name] = parts_of(run.json())[("jac", "m")]
+    assert [scores[n]["status"] for n in ("text", "rows", "row-texts")] == ["correct"] * 3
+    wrong = scores["one-wrong"]
+    assert wrong["status"] == "incorrect" and wrong["score"] == 0.75
+    assert wrong["mistake"] == "forgot-inner-derivative" and "∂g/∂y" in wrong["feedback"]
