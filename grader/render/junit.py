@@ -1,6 +1,7 @@
 """JUnit XML: one testcase per part (classname = exercise id), as GitLab and GitHub test reporters read it.
 
-incorrect, invalid and missing parts are <failure>s; error and timeout are <error>s.
+incorrect, invalid and missing parts are <failure>s; error and timeout are <error>s. Scores go
+in each suite's <properties> (the strict JUnit schema allows none inside a testcase).
 """
 from __future__ import annotations
 
@@ -22,9 +23,13 @@ def _suite(parent: ET.Element, name: str, rep: Report) -> None:
         "skipped": "0",
         "time": "0",
     })
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", {"name": "score", "value": f"{rep.score:g}"})
+    ET.SubElement(properties, "property", {"name": "max_score", "value": f"{rep.max_score:g}"})
     for exercise, part in parts:
         case = ET.SubElement(suite, "testcase", {"classname": exercise.id, "name": part.id, "time": "0"})
-        first_line = (part.feedback.splitlines() or [part.status])[0]
+        telling = [line for line in part.feedback.splitlines() if not line.startswith("Read your answer as")]
+        first_line = (telling or [part.status])[0]
         body = part.feedback + (f"\nmistake: {part.mistake}" if part.mistake else "")
         if part.status in FAILURES:
             ET.SubElement(case, "failure", {"message": first_line, "type": part.status}).text = body
@@ -32,11 +37,6 @@ def _suite(parent: ET.Element, name: str, rep: Report) -> None:
             ET.SubElement(case, "error", {"message": first_line, "type": part.status}).text = body
         if part.output:
             ET.SubElement(case, "system-out").text = part.output
-        ET.SubElement(case, "properties")
-        props = case.find("properties")
-        assert props is not None
-        ET.SubElement(props, "property", {"name": "score", "value": f"{part.score:g}"})
-        ET.SubElement(props, "property", {"name": "max_score", "value": f"{part.max_score:g}"})
 
 
 def _document(root: ET.Element) -> str:
