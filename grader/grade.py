@@ -23,7 +23,6 @@ from grader.budget import DEFAULT_BUDGET, time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
 from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample_points, values_close, VALUE_REL_TOL
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
-from grader.loader import Document
 from grader.models import Exercise, Part
 from grader.parse import parse_expression, parse_vector, to_text
 from grader.report import ExerciseResult, PartResult, Report, total
@@ -32,6 +31,7 @@ from grader.variants import Value, draw
 from reference.backprop import gradient_step, init_params, numerical_gradient, sample_batch
 
 if TYPE_CHECKING:
+    from grader.loader import Document
     from grader.submit import Prepared
 
 def protected_paths() -> list[Path]:
@@ -517,9 +517,17 @@ def check(expected: str, answer: str, variables: list[str], options: Options) ->
     """`grade check`: one-off equivalence of two expressions in the given variables."""
     from reference.chain import symbol
 
-    exercise = Exercise(id="check", title="check", kind="composite", variables=variables or ["x"],
+    names = variables or ["x"]
+    for name in names:
+        if not name.isascii() or not name.isalnum() or not name[0].isalpha():
+            raise InputError(f"--var {name!r} is not a variable name (letters and digits, starting with a letter)")
+    exercise = Exercise(id="check", title="check", kind="composite", variables=list(dict.fromkeys(names)),
                         parts=[Part(id="answer", expected=expected)])
-    compiled = compile_exercise(exercise, {}, Document("EXPECTED", {"parts": [{"expected": expected}]}))
+    try:
+        compiled = compile_exercise(exercise, {}, None)
+    except InputError as exc:
+        reason = exc.message.removeprefix("parts.0.expected: ")
+        raise InputError(f"EXPECTED {expected!r}: {reason} (name its variables with --var)") from None
     ref = compiled.parts["answer"]
     ref.allowed = {v: symbol(v) for v in exercise.variables}
     return grade_part(compiled, ref, answer, "", options)

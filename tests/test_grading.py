@@ -223,3 +223,11 @@ def test_a_jacobian_may_be_typed_as_one_text_or_as_yaml_rows(tmp_path: Path):
     wrong = scores["one-wrong"]
     assert wrong["status"] == "incorrect" and wrong["score"] == 0.75
     assert wrong["mistake"] == "forgot-inner-derivative" and "∂g/∂y" in wrong["feedback"]
+
+
+def test_check_reports_a_bad_expected_side_or_variable_name_clearly():
+    unknown = grade("check", "2y", "2y")
+    assert unknown.code == 2 and "EXPECTED '2y': unknown name 'y'" in unknown.err and "--var" in unknown.err
+    assert "Traceback" not in unknown.err
+    bad_name = grade("check", "--var", "1x", "x", "x")
+    assert bad_name.code == 2 and "is not a variable name" in bad_name.err
