@@ -6,6 +6,7 @@ every value keeps the line it came from.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,13 +68,29 @@ def parse_yaml(text: str, path: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise InputError(f"YAML syntax: {exc.problem or exc.context}", path, line) from None
+        hint = _quoting_hint(text, line)
+        raise InputError(f"YAML syntax: {exc.problem or exc.context}{hint}", path, line) from None
     except yaml.YAMLError as exc:
         raise InputError(f"YAML syntax: {exc}", path) from None
     doc = Document(path, None)
     if node is not None:
         doc.data = _plain(node, (), doc)
     return doc
+
+
+_INDICATORS = re.compile(r"^\s*(?:-\s+)?[^\s#:][^:#]*:\s+([|>*&!%@`])")
+
+
+def _quoting_hint(text: str, line: int | None) -> str:
+    """Math such as |x|/x starts with a character YAML reads as syntax: say how to quote it."""
+    lines = text.splitlines()
+    for number in (line, line - 1 if line else None):
+        if number and 0 < number <= len(lines):
+            match = _INDICATORS.match(lines[number - 1])
+            if match:
+                return (f" (line {number}: a value starting with '{match.group(1)}' must be quoted, "
+                        f'e.g. dfdx: "|x|/x")')
+    return ""
 
 
 def _plain(node: yaml.Node, loc: tuple, doc: Document) -> Any:

@@ -231,3 +231,11 @@ def test_check_reports_a_bad_expected_side_or_variable_name_clearly():
     assert "Traceback" not in unknown.err
     bad_name = grade("check", "--var", "1x", "x", "x")
     assert bad_name.code == 2 and "is not a variable name" in bad_name.err
+
+
+def test_an_unquoted_absolute_value_gets_a_quoting_hint(tmp_path: Path):
+    file = tmp_path / "answers.yaml"
+    file.write_text("answers:\n  log-absolute-value:\n    dfdx: |x|/x\n")
+    run = grade("submit", file)
+    assert run.code == 2
+    assert f"{file}:3:" in run.err and "must be quoted" in run.err
