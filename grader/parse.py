@@ -185,6 +185,8 @@ class _Vocabulary:
 
     def unknown(self, part: str, text: str, pos: int) -> MathSyntaxError:
         """The error for a name nobody allowed, listing what is allowed."""
+        if _LEIBNIZ.match(text, pos):
+            return MathSyntaxError(_ASKS_FOR_CALCULUS.format("d/dx"), text, pos)
         if self.allowed:
             message = f"unknown name '{part}': this part allows {', '.join(self.allowed)}"
         else:
@@ -359,7 +361,14 @@ def _tokenize(chars: str, where: list[int], text: str, vocabulary: _Vocabulary) 
     return tokens
 
 
+_ASKS_FOR_CALCULUS = "{}(...) asks the grader to do the calculus: write the derivative itself"
+_LEIBNIZ = re.compile(r"d\s*[A-Za-z]*\s*/\s*d\s*[A-Za-z]")
+"""d/dx(...) or dy/dx typed as an answer: a request for a derivative, not one."""
+
+
 def _refusal_message(ch: str, before: str) -> str:
+    if ch in "∫∂∇":
+        return _ASKS_FOR_CALCULUS.format(ch)
     if ch == "_" and before.endswith("log"):
         return "underscores are not allowed: write log(x, b) for the logarithm of x in base b"
     if ch in _REFUSED_CHARACTERS:
@@ -408,7 +417,7 @@ def _read_name_run(chars: str, where: list[int], text: str, start: int,
         pos = where[start + offset]
         if kind == "calc":
             raise MathSyntaxError(
-                f"{piece}(...) asks the grader to do the calculus: write the derivative itself", text, pos)
+                _ASKS_FOR_CALCULUS.format(piece), text, pos)
         if kind == "num":
             if len(piece) > MAX_NUMBER_DIGITS:
                 raise MathSyntaxError(f"numbers can have at most {MAX_NUMBER_DIGITS} digits", text, pos)

@@ -90,7 +90,8 @@ def test_tricky_pairs(expected, answer, variables, equal):
         assert result.status == ("correct" if equal else "incorrect"), result.feedback
 
 
-@pytest.mark.parametrize("answer", ["diff(x^2, x)", "Derivative(x^2, x)", "integrate(2x, x)", "limit(x, x, 0)", "Subs(x, x, 1)"])
+@pytest.mark.parametrize("answer", ["diff(x^2, x)", "Derivative(x^2, x)", "integrate(2x, x)", "limit(x, x, 0)",
+                                    "Subs(x, x, 1)", "d/dx(x^2)", "d/dx x^2", "dy/dx", "∫ 2x dx", "∂/∂x x^2"])
 def test_answers_that_ask_the_system_to_do_the_calculus_are_not_answers(answer):
     result = check("2x", answer, ["x"], Options())
     assert result.status == "invalid"
