@@ -150,6 +150,53 @@ def _stands_for(chain: Chain, step: Step) -> str:
     return f" (with {step.bottom} = {to_text(chain.expand(step.inner))})"
 
 
+def _term_mistakes(term: sympy.Expr, var: sympy.Symbol, depth: int = 0) -> list[tuple[str, str, sympy.Expr]]:
+    """Chain-rule mistakes inside one composite term f(g(var)): (mistake, words, wrong d term/d var)."""
+    peeled = peel(term, var) if depth < PEEL_DEPTH else None
+    if peeled is None:
+        return []
+    u, inner, inner_derivative = peeled.placeholder, peeled.inner, peeled.inner_derivative
+    at_inner = peeled.outer_derivative.xreplace({u: inner})
+    where = f"{to_text(peeled.outer)} (with {u} = {to_text(inner)})"
+    found = []
+    if inner_derivative != 1:
+        found.append(("forgot-inner-derivative",
+                      f"You differentiated {where} but did not multiply by d{u}/d{var} = {to_text(inner_derivative)}.",
+                      at_inner))
+    if u in peeled.outer_derivative.free_symbols:
+        found.append(("derivative-inside",
+                      f"You put the inner derivative inside {to_text(peeled.outer_derivative)}: evaluated at "
+                      f"{u} = {to_text(inner_derivative)} instead of at {u} = {to_text(inner)}, and not multiplied by it.",
+                      peeled.outer_derivative.xreplace({u: inner_derivative})))
+        found.append(("product-of-derivatives",
+                      f"You evaluated {to_text(peeled.outer_derivative)} at {var} instead of at {u} = {to_text(inner)}, "
+                      f"then multiplied by {to_text(inner_derivative)}.",
+                      peeled.outer_derivative.xreplace({u: var}) * inner_derivative))
+    for mistake, words, wrong in _term_mistakes(inner, var, depth + 1):
+        found.append((mistake, words, at_inner * wrong))
+    return found
+
+
+def _sum_mistakes(chain: Chain, steps: list[Step]) -> list[Candidate]:
+    """A step that differentiates a sum: a chain-rule mistake in one of its composite terms, the others right.
+
+    peel() stops at sin(x) + e^(x y), so these are the mistakes a whole-step view misses.
+    """
+    values = [step.value(chain) for step in steps]
+    found: list[Candidate] = []
+    for k, step in enumerate(steps):
+        bottom = symbol(step.bottom)
+        if not isinstance(step.function, sympy.Add):
+            continue
+        for term in step.function.args:
+            for mistake, words, wrong in _term_mistakes(term, bottom):
+                local = step.local - sympy.diff(term, bottom) + wrong
+                wrong_value = chain.expand(local.xreplace({bottom: step.inner}))
+                found.append(Candidate(mistake, f"In the term {to_text(term)}, {words[0].lower()}{words[1:]}",
+                                       sympy.Mul(*(values[:k] + [wrong_value] + values[k + 1:]))))
+    return found
+
+
 def _step_mistakes(chain: Chain, steps: list[Step], wrt: str, composite: bool) -> list[Candidate]:
     """Mistakes along one path: a dropped inner factor, or an outer derivative evaluated at the wrong place.
 
@@ -265,6 +312,8 @@ def expression_candidates(chain: Chain, derivative: Derivative) -> list[Candidat
     for index, path in enumerate(paths):
         rest = [p.term for i, p in enumerate(paths) if i != index]
         for wrong in _step_mistakes(chain, path_steps(chain, path), derivative.wrt, composite=len(paths) == 1):
+            found.append(Candidate(wrong.mistake, wrong.message, sympy.Add(wrong.expr, *rest)))
+        for wrong in _sum_mistakes(chain, path_steps(chain, path)):
             found.append(Candidate(wrong.mistake, wrong.message, sympy.Add(wrong.expr, *rest)))
     return found
 

@@ -240,3 +240,15 @@ def test_an_unquoted_absolute_value_gets_a_quoting_hint(tmp_path: Path):
     run = grade("submit", file)
     assert run.code == 2
     assert f"{file}:3:" in run.err and "must be quoted" in run.err
+
+
+def test_a_chain_mistake_in_one_term_of_a_sum_is_named(tmp_path: Path):
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "sum.yaml").write_text("id: sum\ntitle: a sum of composites\nkind: composite\nvariables: [x]\n"
+                                   "define: {y: sin(2x) + cos(x^2) + x^3}\nparts:\n  - {id: d, derivative: {of: y, wrt: x}}\n")
+    (tmp_path / "answers.yaml").write_text('answers:\n  sum:\n    d: "2cos(2x) - sin(x^2) + 3x^2"\n')
+    run = grade("submit", tmp_path / "answers.yaml", "--exercises", bank, "--format", "json")
+    part = parts_of(run.json())[("sum", "d")]
+    assert part["status"] == "incorrect" and part["mistake"] == "forgot-inner-derivative"
+    assert "In the term cos(x^2)" in part["feedback"] and "du/dx = 2*x" in part["feedback"]
