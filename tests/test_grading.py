@@ -252,3 +252,14 @@ def test_a_chain_mistake_in_one_term_of_a_sum_is_named(tmp_path: Path):
     part = parts_of(run.json())[("sum", "d")]
     assert part["status"] == "incorrect" and part["mistake"] == "forgot-inner-derivative"
     assert "In the term cos(x^2)" in part["feedback"] and "du/dx = 2*x" in part["feedback"]
+
+
+def test_a_check_past_its_budget_is_a_timeout_and_the_rest_is_graded(tmp_path: Path):
+    file = tmp_path / "answers.yaml"
+    file.write_text("answers:\n  power-100:\n    dydx: 300x^2 (x^3-1)^99\n")
+    run = grade("submit", file, "--exercises", TEXTBOOK / "bank", "--budget", "0.000001", "--format", "json")
+    assert run.code == 0, run.err
+    parts = parts_of(run.json())
+    assert parts[("power-100", "dydx")]["status"] == "timeout"
+    assert "took longer than" in parts[("power-100", "dydx")]["feedback"]
+    assert parts[("ln-abs", "dydx")]["status"] == "missing"
