@@ -37,7 +37,7 @@ def _code_stamp() -> str:
     return hashlib.sha256("|".join(stamps).encode()).hexdigest()
 
 
-def _path(doc: "Document", text: str, params: dict[str, "Value"]) -> Path | None:
+def _path(text: str, params: dict[str, "Value"]) -> Path | None:
     where = cache_dir()
     if where is None:
         return None
@@ -54,7 +54,7 @@ def _source(doc: "Document") -> str | None:
 
 def load(doc: "Document", params: dict[str, "Value"]) -> "Compiled | None":
     text = _source(doc)
-    path = _path(doc, text, params) if text is not None else None
+    path = _path(text, params) if text is not None else None
     if path is None:
         return None
     try:
@@ -67,7 +67,7 @@ def load(doc: "Document", params: dict[str, "Value"]) -> "Compiled | None":
 def save(doc: "Document", params: dict[str, "Value"], compiled: "Compiled") -> None:
     """Best effort, atomic: a read-only home or a full disk only means no cache."""
     text = _source(doc)
-    path = _path(doc, text, params) if text is not None else None
+    path = _path(text, params) if text is not None else None
     if path is None:
         return
     try:

@@ -6,7 +6,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Status = Literal["correct", "incorrect", "invalid", "missing", "error", "timeout"]
-STATUSES: tuple[str, ...] = ("correct", "incorrect", "invalid", "missing", "error", "timeout")
 
 
 class PartResult(BaseModel):
