@@ -7,10 +7,8 @@ code that crashes) becomes that part's status and never stops the others.
 from __future__ import annotations
 
 import hashlib
-import sys
-from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mpmath
@@ -25,6 +23,7 @@ from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample_
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
 from grader.models import Exercise, Part
 from grader.parse import parse_expression, parse_vector, to_text
+from grader.launch import Launched, launch
 from grader.report import ExerciseResult, PartResult, Report, total
 from grader.sandbox import CallResult, Limits, Sandbox
 from grader.variants import Value, draw
@@ -33,17 +32,6 @@ from reference.backprop import gradient_step, init_params, numerical_gradient, s
 if TYPE_CHECKING:
     from grader.loader import Document
     from grader.submit import Prepared
-
-def protected_paths() -> list[Path]:
-    """What student code may not read: the whole checkout when running from one (tests, examples
-    and all); in an installed package, the grader's, the reference's and the bank's own folders
-    (their parent is site-packages, which holds numpy and must stay readable)."""
-    import exercises
-    import reference
-
-    packages = [Path(module.__file__).resolve().parent for module in (sys.modules[__package__], reference, exercises)]
-    root = packages[0].parent
-    return [root] if (root / "pyproject.toml").is_file() else packages
 
 MAX_ANSWER_CHARS = 1000
 """Longer answers are shown truncated in reports (the parser refuses them anyway)."""
@@ -56,11 +44,6 @@ class Options:
     budget: float = DEFAULT_BUDGET
     limits: Limits = field(default_factory=Limits)
     explain: bool = False
-
-
-def open_sandbox(source: str, limits: Limits) -> Sandbox:
-    """A started sandbox for one code file (the caller closes it)."""
-    return Sandbox(source, limits=limits, protected=protected_paths()).__enter__()
 
 
 def seed_of(*words: str) -> int:
@@ -479,35 +462,22 @@ def grade_exercise(entry: Entry, answers: dict[str, Any], student: str, options:
     return ExerciseResult(id=exercise.id, title=exercise.title, score=score, max_score=max_score, parts=results)
 
 
-def _start_sandboxes(prepared: "Prepared", entries: list[Entry], limits: Limits) -> dict[Path, Future]:
-    """Start every code file's child process now, in the background: its start-up (a fresh
-    interpreter importing numpy) then overlaps the grading of typed answers."""
-    from concurrent.futures import ThreadPoolExecutor
+def grade(prepared: "Prepared", entries: list[Entry], options: Options, progress=None,
+          launched: Launched | None = None) -> Report:
+    """Grade the chosen exercises for one student; each code file runs in its own sandbox.
 
-    paths = {prepared.code[e.exercise.id][0]: prepared.code[e.exercise.id][1] for e in entries if e.exercise.id in prepared.code}
-    if not paths:
-        return {}
-    pool = ThreadPoolExecutor(max_workers=len(paths))
-    started = {path: pool.submit(open_sandbox, source, limits) for path, source in paths.items()}
-    pool.shutdown(wait=False)
-    return started
-
-
-def grade(prepared: "Prepared", entries: list[Entry], options: Options, progress=None) -> Report:
-    """Grade the chosen exercises for one student; each code file runs in its own sandbox."""
+    Sandboxes already `launched` by the caller are used (and left to the caller to close);
+    otherwise they are started here, in the background, and closed at the end.
+    """
     student = prepared.student or ""
-    starting = _start_sandboxes(prepared, entries, options.limits)
-    results = []
-    try:
+    with (nullcontext(launched) if launched is not None else launch(prepared, entries, options.limits)) as sandboxes:
+        results = []
         for entry in entries:
             code = prepared.code.get(entry.exercise.id)
-            sandbox = starting[code[0]].result() if code is not None else None
+            sandbox = sandboxes.get(code[0]) if code is not None else None
             results.append(grade_exercise(entry, prepared.answers.get(entry.exercise.id, {}), student, options, sandbox))
             if progress is not None:
                 progress()
-    finally:
-        for future in starting.values():
-            future.result().__exit__(None, None, None)
     save_compiled()
     score, max_score = total(results)
     return Report(student=prepared.student, score=score, max_score=max_score, exercises=results, errors=prepared.problems)

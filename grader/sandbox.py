@@ -271,6 +271,7 @@ class Sandbox:
         self._release = weakref.finalize(self, self._resources.release)
         self._child: _Child | None = None
         self._deadline: float | None = None
+        self._ready_at: float | None = None   # started ahead of its first call: the wait is not the student's time
         self._load_failure: _Failure | None = None
         self._defences: dict[str, bool] = {}
         self._output = bytearray()
@@ -315,6 +316,9 @@ class Sandbox:
             raise RuntimeError("the sandbox is closed")
         payload = [encode(arg) for arg in args]
         self._start_if_needed()
+        if self._ready_at is not None:
+            self._deadline += time.monotonic() - self._ready_at
+            self._ready_at = None
         if self._load_failure is not None:
             failure = self._load_failure
             first_line = failure.message.splitlines()[0] if failure.message else ""
@@ -358,6 +362,8 @@ class Sandbox:
                 self._destroy()
             self._load_failure = failure
             raise
+        if self._next_id == 0:
+            self._ready_at = time.monotonic()
 
     def _spawn(self) -> None:
         resources = self._resources

@@ -87,8 +87,12 @@ def read_submission(answers: Path, student: str | None, entries: list[Entry], ba
 def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: list[str] | None = None,
                answered: bool = False, explain: bool = False, budget: float | None = None,
                code_timeout: float | None = None) -> Report:
-    """`grade submit`: read, grade, return the report model."""
-    from grader.grade import Options, grade
+    """`grade submit`: read, grade, return the report model.
+
+    The code files' sandboxes are launched before the grader itself (sympy) is imported, so the
+    children start up on another core while this process imports.
+    """
+    from grader.launch import launch
     from grader.sandbox import Limits
 
     entries = bank.select(ids=only)
@@ -97,9 +101,11 @@ def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: l
         entries = [e for e in entries if e.exercise.id in prepared.answers or e.exercise.id in prepared.code]
         if not entries:
             raise InputError("answers none of the bank's exercises", str(answers))
-    options = Options(explain=explain)
-    if budget is not None:
-        options.budget = budget
-    if code_timeout is not None:
-        options.limits = Limits(call_seconds=code_timeout)
-    return grade(prepared, entries, options)
+    limits = Limits() if code_timeout is None else Limits(call_seconds=code_timeout)
+    with launch(prepared, entries, limits) as launched:
+        from grader.grade import Options, grade
+
+        options = Options(explain=explain, limits=limits)
+        if budget is not None:
+            options.budget = budget
+        return grade(prepared, entries, options, launched=launched)

@@ -192,6 +192,16 @@ def test_total_budget_ends_further_calls_at_once():
     assert time.monotonic() - started < 1.5
 
 
+def test_time_a_started_sandbox_waits_for_its_first_call_is_not_the_students():
+    """Sandboxes start early (before sympy is imported, or during the previous submission of a
+    batch); the wait until the grader first calls must not eat the submission's total budget."""
+    limits = Limits(call_seconds=1.0, total_seconds=1.5, cpu_seconds=5, memory_bytes=512 * 2**20)
+    with open_sandbox("code", "good", limits) as box:
+        time.sleep(2.0)
+        result = box.call("dfdx", 1.0)
+    assert result.status == "ok", result.message
+
+
 def test_infinite_loop_at_import_is_a_load_timeout():
     with open_sandbox("hostile", "loop_at_import") as box:
         assert box.load_error == "loading solution.py took longer than 1 s"
