@@ -1,8 +1,7 @@
 """Benchmark `grade batch` against `grade submit`: does a class cost less than a class of single runs?
 
-Builds, in a temporary folder, a bank of at least `--parts` parts (default 100): the bundled bank
-plus copies of its first exercises under new ids, and a submission for it: examples/sample
-(answers.yaml and solution.py) with the same answers under the copies' ids. Then copies that
+Builds, in a temporary folder, the workload of workload.py (a bank of at least `--parts` parts,
+default 100, and examples/sample answering all of it). Then copies that
 submission `--copies` times (default 20) into a class folder and times, in this one run and
 through the real CLI:
 
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -29,16 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, str(ROOT / "cli.py")]
-SAMPLE = ROOT / "examples" / "sample"
-BUNDLED = ROOT / "exercises"
-COPY_SUFFIX = "-copy"
-
-sys.path.insert(0, str(ROOT))
-from grader.bank import load_bank  # noqa: E402 - the checkout's grader, whatever is installed
+from workload import CLI, build_bank, build_submission, compile_checkout, count_parts
 
 
 @dataclass(frozen=True)
@@ -93,35 +82,6 @@ def load_warning() -> str:
     return f"load average {load:.2f} on {cores} cores: other work is running, wall times are unreliable"
 
 
-def build_bank(folder: Path, parts: int) -> list[str]:
-    """The bundled bank, then copies of its exercises (in file order) under new ids until it has `parts` parts."""
-    shutil.copytree(BUNDLED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    bundled = load_bank(folder)
-    count = sum(len(entry.exercise.parts) for entry in bundled.entries.values())
-    copied: list[str] = []
-    for entry in bundled.entries.values():
-        if count >= parts:
-            break
-        source = Path(entry.path)
-        text = re.sub(r"^id: *(\S+)", rf"id: \g<1>{COPY_SUFFIX}", source.read_text(encoding="utf-8"), count=1, flags=re.M)
-        (folder / f"copy-{source.name}").write_text(text, encoding="utf-8")
-        copied.append(entry.exercise.id)
-        count += len(entry.exercise.parts)
-    return copied
-
-
-def build_submission(folder: Path, copied: list[str]) -> Path:
-    """examples/sample, answering the copied exercises exactly as their originals."""
-    shutil.copytree(SAMPLE, folder)
-    answers_file = folder / "answers.yaml"
-    data = yaml.safe_load(answers_file.read_text(encoding="utf-8"))
-    for exercise_id in copied:
-        if exercise_id in data["answers"]:
-            data["answers"][exercise_id + COPY_SUFFIX] = dict(data["answers"][exercise_id])
-    answers_file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return answers_file
-
-
 def build_class(folder: Path, submission: Path, copies: int) -> None:
     for index in range(1, copies + 1):
         shutil.copytree(submission, folder / f"student-{index:02d}")
@@ -141,12 +101,13 @@ def main() -> int:
         answers = build_submission(work / "submission", copied)
         klass = work / "class"
         build_class(klass, answers.parent, options.copies)
-        parts = sum(len(entry.exercise.parts) for entry in load_bank(bank).entries.values())
+        parts = count_parts(bank)
         print(f"class: {options.copies} copies of a {parts}-part submission (examples/sample; the bundled bank "
               f"and {len(copied)} of its exercises again under new ids), {os.cpu_count()} cores, Python {sys.version.split()[0]}")
         print(load_warning())
         submit_args = ["submit", str(answers), "--exercises", str(bank), "--format", "json"]
-        timed(submit_args)  # warm the disk cache and .pyc files
+        compile_checkout()
+        timed(submit_args)  # warm the disk cache of compiled references
         submit = best(submit_args, options.repeat)
         outputs = {jobs: work / f"jobs{jobs}.csv" for jobs in (1, 2)}
         batch = {jobs: best(["batch", str(klass), "--exercises", str(bank), "--jobs", str(jobs), "--no-progress",

@@ -3,20 +3,19 @@
 Every figure is a ratio against a baseline measured in this same run on this same machine,
 so the numbers mean the same on a laptop and on a loaded CI runner:
 
-- `grade submit` of a 100+ part submission vs `python -c "import sympy, numpy"` (target <= 2x);
+- `grade submit` of a 100-part submission (benchmarks/workload.py) vs `python -c "import sympy, numpy"` (target <= 2x);
 - `grade --help`, `grade list`, `grade show` vs `python -c pass` (target < 3x), and whether
   they import sympy at all (`python -X importtime`; target: never);
 - peak memory (max RSS) of `grade submit` (target < 300 MB);
 - the median single check (parse both sides, judge) vs a naive `simplify(a - b) == 0`
   checker on the same corpus (target >= 5x faster), and the worst check vs its budget.
 
-    python benchmarks/bench_speed.py [--repeat 5]
+    python benchmarks/bench_speed.py [--repeat 5] [--parts 100]
 """
 from __future__ import annotations
 
 import argparse
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from workload import CLI, ROOT, build_bank, build_submission, compile_checkout, count_parts
+
 sys.path.insert(0, str(ROOT / "tests"))
-CLI = [sys.executable, str(ROOT / "cli.py")]
 
 
 def wall(command: list[str], repeat: int) -> float:
@@ -43,28 +41,6 @@ def wall(command: list[str], repeat: int) -> float:
 def imports_sympy(command: list[str]) -> bool:
     done = subprocess.run([sys.executable, "-X", "importtime", *command[1:]], capture_output=True, text=True)
     return any(line.rstrip().endswith("| sympy") for line in done.stderr.splitlines())
-
-
-def big_submission(folder: Path) -> tuple[Path, Path, int]:
-    """The bundled bank twice (ids suffixed -2) and the sample answers for both copies."""
-    import yaml
-
-    bank = folder / "bank"
-    bank.mkdir()
-    parts = 0
-    for source in sorted((ROOT / "exercises").glob("*.yaml")):
-        text = source.read_text()
-        exercise = yaml.safe_load(text)
-        parts += 2 * len(exercise["parts"])
-        (bank / source.name).write_text(text)
-        (bank / f"copy-{source.name}").write_text(text.replace(f"id: {exercise['id']}\n", f"id: {exercise['id']}-2\n", 1))
-    answers = yaml.safe_load((ROOT / "examples/sample/answers.yaml").read_text())
-    answers["answers"].update({f"{key}-2": value for key, value in list(answers["answers"].items())})
-    submission = folder / "student"
-    submission.mkdir()
-    (submission / "answers.yaml").write_text(yaml.safe_dump(answers, allow_unicode=True))
-    shutil.copy(ROOT / "examples/sample/solution.py", submission / "solution.py")
-    return bank, submission / "answers.yaml", parts
 
 
 def peak_memory_mb(command: list[str]) -> float:
@@ -111,8 +87,10 @@ def time_checks(corpus) -> tuple[list[float], list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--parts", type=int, default=100, help="parts of the submission, at least (default 100)")
     args = parser.parse_args()
     results: list[tuple[str, float, str, bool]] = []
+    compile_checkout()
 
     bare = wall([sys.executable, "-c", "pass"], args.repeat)
     floor = wall([sys.executable, "-c", "import sympy, numpy"], args.repeat)
@@ -125,7 +103,9 @@ def main() -> int:
         results.append((f"{name} imports sympy", float(imports_sympy(command)), "never", not imports_sympy(command)))
 
     with tempfile.TemporaryDirectory() as folder:
-        bank, answers, parts = big_submission(Path(folder))
+        bank = Path(folder) / "bank"
+        answers = build_submission(Path(folder) / "student", build_bank(bank, args.parts))
+        parts = count_parts(bank)
         command = [*CLI, "submit", str(answers), "--exercises", str(bank)]
         subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm the caches once
         submit = wall(command, args.repeat)
