@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, TextIO
 from grader.bank import Entry, load_bank
 from grader.errors import GraderError, InputError
 from grader.grade import Options, grade
+from grader.launch import Launched, launch
 from grader.report import BatchEntry
-from grader.submit import read_submission
+from grader.submit import Prepared, read_submission
 
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
@@ -83,20 +84,65 @@ def submission_folders(folder: Path) -> list[Path]:
     return found
 
 
-# ---------------------------------------------------------------- one submission
+# ---------------------------------------------------------------- submissions, one after another
 
-def grade_folder(path: Path, entries: list[Entry], options: Options) -> BatchEntry:
-    """Grade one submission folder. Never raises: whatever stops it becomes the entry's `error`."""
+@dataclass
+class _Opened:
+    """A submission folder read from disk, its sandboxes starting; or why it could not be read."""
+
+    path: Path
+    prepared: Prepared | None = None
+    launched: Launched | None = None
+    error: str | None = None
+
+
+def _open(path: Path, entries: list[Entry], options: Options) -> _Opened:
     try:
         prepared = read_submission(path / ANSWERS_FILE, None, entries)
         if not prepared.student:
             prepared.student = path.name
-        report = grade(prepared, entries, options)
+        return _Opened(path, prepared, launch(prepared, entries, options.limits))
     except GraderError as exc:
-        return BatchEntry(folder=path.name, error=_one_line(str(exc)))
+        return _Opened(path, error=_one_line(str(exc)))
     except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
-        return BatchEntry(folder=path.name, error=f"internal error (please report it): {type(exc).__name__}: {_one_line(str(exc))}")
-    return BatchEntry(folder=path.name, report=report)
+        return _Opened(path, error=_internal(exc))
+
+
+def _finish(opened: _Opened, entries: list[Entry], options: Options) -> BatchEntry:
+    """Grade an opened submission and close its sandboxes. Never raises: whatever stops it becomes the entry's `error`."""
+    if opened.prepared is None or opened.launched is None:
+        return BatchEntry(folder=opened.path.name, error=opened.error)
+    with opened.launched:
+        try:
+            report = grade(opened.prepared, entries, options, launched=opened.launched)
+        except GraderError as exc:
+            return BatchEntry(folder=opened.path.name, error=_one_line(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
+            return BatchEntry(folder=opened.path.name, error=_internal(exc))
+    return BatchEntry(folder=opened.path.name, report=report)
+
+
+def grade_folders(paths: list[Path], entries: list[Entry], options: Options) -> Iterator[BatchEntry]:
+    """Grade submission folders in order, each as its own entry.
+
+    The next folder is read and its sandboxes launched before the current one is graded: a
+    sandbox's start-up (a fresh interpreter importing numpy) then runs on the other core while
+    this process grades, instead of being waited for.
+    """
+    if not paths:
+        return
+    upcoming: _Opened | None = _open(paths[0], entries, options)
+    try:
+        for following in [*paths[1:], None]:
+            current, upcoming = upcoming, (_open(following, entries, options) if following is not None else None)
+            yield _finish(current, entries, options)
+    finally:
+        if upcoming is not None and upcoming.launched is not None:
+            upcoming.launched.close()
+
+
+def _internal(exc: Exception) -> str:
+    return f"internal error (please report it): {type(exc).__name__}: {_one_line(str(exc))}"
 
 
 def _one_line(message: str) -> str:
@@ -124,9 +170,17 @@ def _start_worker(job: _Job) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _grade_in_worker(path: Path) -> BatchEntry:
+def _grade_in_worker(paths: list[Path]) -> list[BatchEntry]:
     assert _JOB is not None, "worker used before its initializer ran"
-    return grade_folder(path, _JOB.entries, _JOB.options)
+    return list(grade_folders(paths, _JOB.entries, _JOB.options))
+
+
+def _chunks(paths: list[Path], workers: int) -> list[list[Path]]:
+    """Runs of consecutive folders, one task each: a worker launches the next folder's sandboxes
+    while it grades the current one. At least two runs per worker keep the load balanced, at most
+    eight folders per run keep the progress bar moving."""
+    size = max(1, min(8, len(paths) // (2 * workers)))
+    return [paths[start:start + size] for start in range(0, len(paths), size)]
 
 
 def _context() -> BaseContext:
@@ -154,16 +208,17 @@ def _grade_parallel(paths: list[Path], job: _Job, workers: int, tick: Callable[[
     with _frozen_heap():
         pool = _pool(job, workers)
         try:
-            futures = {pool.submit(_grade_in_worker, path): path for path in paths}
+            futures = {pool.submit(_grade_in_worker, chunk): chunk for chunk in _chunks(paths, workers)}
             for future in as_completed(futures):
-                path = futures[future]
                 try:
-                    done[path.name] = future.result()
+                    graded = future.result()
                 except BrokenProcessPool:
                     continue
                 except Exception as exc:  # noqa: BLE001 - e.g. a result that could not be sent back
-                    done[path.name] = BatchEntry(folder=path.name, error=f"internal error (please report it): {type(exc).__name__}: {exc}")
-                tick()
+                    graded = [BatchEntry(folder=path.name, error=_internal(exc)) for path in futures[future]]
+                for entry in graded:
+                    done[entry.folder] = entry
+                    tick()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     for path in paths:
@@ -176,7 +231,7 @@ def _grade_parallel(paths: list[Path], job: _Job, workers: int, tick: Callable[[
 def _grade_isolated(path: Path, job: _Job) -> BatchEntry:
     pool = _pool(job, 1)
     try:
-        return pool.submit(_grade_in_worker, path).result()
+        return pool.submit(_grade_in_worker, [path]).result()[0]
     except BrokenProcessPool:
         return BatchEntry(folder=path.name, error=WORKER_DIED)
     finally:
@@ -235,8 +290,8 @@ def run_batch(folder: Path, exercises: Path | None, *, jobs: int | None, shard: 
     try:
         done: dict[str, BatchEntry] = {}
         if workers <= 1:
-            for path in paths:
-                done[path.name] = grade_folder(path, job.entries, job.options)
+            for entry in grade_folders(paths, job.entries, job.options):
+                done[entry.folder] = entry
                 bar.tick()
         else:
             done = _grade_parallel(paths, job, workers, bar.tick)

@@ -306,14 +306,29 @@ def test_a_looping_solution_times_out_and_others_are_graded(klass: Class, tmp_pa
     assert statuses[("power", "dydx")] == "correct"
 
 
+def test_the_next_students_sandbox_waits_out_a_slow_submission_without_losing_time(klass: Class, tmp_path: Path) -> None:
+    """With --jobs 1 the next folder's sandbox starts while the current one is graded; a looping
+    student before it must not use up the next student's total time budget."""
+    folder = tmp_path / "slow-first"
+    _write(folder / "aaron" / "answers.yaml", "answers:\n  power: {dydx: 6x(x^2+1)^2}\n")
+    _write(folder / "aaron" / "solution.py", LOOPING_CODE)
+    _write(folder / "zoe" / "answers.yaml", (klass.folder / "alice" / "answers.yaml").read_text(encoding="utf-8"))
+    _write(folder / "zoe" / "solution.py", RIGHT_CODE)
+    aaron, zoe = run_batch(folder, klass.bank, jobs=1, shard=None, progress=False,
+                           limits=Limits(call_seconds=1.0, total_seconds=1.0, cpu_seconds=3))
+    assert aaron.report is not None
+    assert {p.status for e in aaron.report.exercises for p in e.parts if p.id == "code"} == {"timeout"}
+    assert zoe.report is not None and zoe.report.score == 6
+
+
 @pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=FORK_ONLY)])
 def test_an_unexpected_exception_is_recorded(klass: Class, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
     real = batch_module.grade
 
-    def grade_or_fail(prepared, entries, options, progress=None):
+    def grade_or_fail(prepared, entries, options, **keywords):
         if prepared.student == "bob":
             raise RuntimeError("boom")
-        return real(prepared, entries, options, progress)
+        return real(prepared, entries, options, **keywords)
 
     monkeypatch.setattr(batch_module, "grade", grade_or_fail)
     entries = {e.folder: e for e in run_batch(klass.folder, klass.bank, jobs=jobs, shard=None, progress=False)}
@@ -326,10 +341,10 @@ def test_an_unexpected_exception_is_recorded(klass: Class, monkeypatch: pytest.M
 def test_a_dying_worker_costs_only_its_own_submission(klass: Class, monkeypatch: pytest.MonkeyPatch) -> None:
     real = batch_module.grade
 
-    def grade_or_die(prepared, entries, options, progress=None):
+    def grade_or_die(prepared, entries, options, **keywords):
         if prepared.student == "bob":
             os._exit(9)
-        return real(prepared, entries, options, progress)
+        return real(prepared, entries, options, **keywords)
 
     monkeypatch.setattr(batch_module, "grade", grade_or_die)
     entries = {e.folder: e for e in run_batch(klass.folder, klass.bank, jobs=2, shard=None, progress=False)}
