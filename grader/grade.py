@@ -21,9 +21,9 @@ from grader.budget import DEFAULT_BUDGET, time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
 from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample_points, values_close, VALUE_REL_TOL
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
+from grader.launch import Launched, launch
 from grader.models import Exercise, Part
 from grader.parse import parse_expression, parse_vector, to_text
-from grader.launch import Launched, launch
 from grader.report import ExerciseResult, PartResult, Report, total
 from grader.sandbox import CallResult, Limits, Sandbox
 from grader.variants import Value, draw

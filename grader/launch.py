@@ -3,8 +3,8 @@
 A sandbox's start-up (a fresh interpreter importing numpy, locking itself down, loading
 the student's file) takes longer than grading a hundred typed answers. Started before the
 grader imports sympy (`grade submit`), or while the previous submission of a batch is
-graded (`grade batch --jobs 1`), it runs on another core and is ready when the first code
-part needs it. Nothing here imports sympy.
+graded (`grade batch`), it runs on another core and is ready when the first code part
+needs it. Nothing here imports sympy.
 """
 from __future__ import annotations
 
