@@ -19,7 +19,7 @@ import numpy as np
 import sympy
 
 from grader import arrays
-from grader.equivalence import EXPR_REL_TOL, RealFunction, compare, evaluate, values_close
+from grader.equivalence import EXPR_REL_TOL, RealFunction, agrees, evaluate, values_close
 from grader.errors import BudgetExceeded
 from grader.parse import to_text
 from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, _tape_names, softmax
@@ -324,11 +324,11 @@ def _defined(values: list) -> bool:
     return sum(v is not None for v in values) >= max(3, len(values) // 2)
 
 
-def _matches(candidate_values: list, answer_values: list, orc: "Oracle", rel_tol: float = EXPR_REL_TOL) -> bool:
+def _matches(candidate_values: list, answer_values: list, rel_tol: float = EXPR_REL_TOL) -> bool:
     """Equal wherever the candidate is defined (the answer may be undefined where the candidate is)."""
     if not _defined(candidate_values):
         return False
-    return compare(candidate_values, answer_values, orc.points, orc.variables, rel_tol=rel_tol).equal
+    return agrees(candidate_values, answer_values, rel_tol=rel_tol)
 
 
 def _ratio(reference: list, answer: list) -> Fraction | float | None:
@@ -413,7 +413,7 @@ def diagnose_expression(compiled: "Compiled", ref: "PartReference", index: int, 
     except BudgetExceeded:
         candidates = []
     for candidate, values in candidates:
-        if _matches(values, answer_values, orc, rel_tol):
+        if _matches(values, answer_values, rel_tol):
             return Finding(candidate.mistake, candidate.message)
     return _scaled(_ratio(orc.values, answer_values))
 
@@ -459,7 +459,7 @@ def undetectable(compiled: "Compiled", ref: "PartReference", index: int, orc: "O
     blind = []
     for candidate in _candidates_of(compiled, ref, index):
         values = evaluate(RealFunction(ref.finish(candidate.expr), orc.variables), orc.points)
-        if _matches(values, orc.values, orc) and candidate.mistake not in blind:
+        if _matches(values, orc.values) and candidate.mistake not in blind:
             blind.append(candidate.mistake)
     return blind
 

@@ -42,6 +42,7 @@ from grader.equivalence import (
     RealFunction,
     Undefined,
     Verdict,
+    agrees,
     compare,
     equivalent,
     evaluate,
@@ -422,3 +423,23 @@ POLYNOMIALS = st.recursive(LEAVES, grow, max_leaves=8)
 def test_polynomial_equals_its_expansion_but_not_its_successor(poly: sympy.Expr) -> None:
     assert equivalent(poly, expand(poly), [x]).equal
     assert equivalent(poly, poly + 1, [x]).reason == "differs"
+
+
+_VALUE = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from([0.0, 1.0, -1.0, 2.5, 1e-40, 3.0]), st.sampled_from([0.0, 1.0, 10.0])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_VALUE, _VALUE), min_size=0, max_size=16), st.sampled_from([EXPR_REL_TOL, 1e-6]))
+def test_agrees_is_the_verdict_of_compare(pairs, rel_tol):
+    """Diagnosis uses the short-cut `agrees`; it must say exactly what `compare` would."""
+    def mp(value):
+        return None if value is None else (mpmath.mpf(value[0]), mpmath.mpf(value[1]))
+
+    reference = [mp(ref) for ref, _ in pairs]
+    answer = [mp(ans) for _, ans in pairs]
+    points = [(mpmath.mpf(i + 1) / 3,) for i in range(len(pairs))]
+    verdict = compare(reference, answer, points, [sympy.Symbol("x")], rel_tol=rel_tol)
+    assert agrees(reference, answer, rel_tol=rel_tol) == verdict.equal
