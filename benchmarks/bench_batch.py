@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workload import CLI, build_bank, build_submission, compile_checkout, count_parts
+from workload import CLI, build_bank, build_submission, compile_checkout, count_parts, peak_memory_mb
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,8 @@ def main() -> int:
                              "--output", str(out)], options.repeat)
                  for jobs, out in outputs.items()}
         same = outputs[1].read_bytes() == outputs[2].read_bytes()
+        memory = peak_memory_mb([*CLI, "batch", str(klass), "--exercises", str(bank), "--jobs", "2", "--no-progress",
+                                 "--output", str(work / "memory.csv")])
 
     print(f"{'command':<34} {'wall':>8} {'cpu':>8} {'cores busy':>11}")
     rows = [("grade submit (1 submission)", submit)] + [
@@ -139,6 +141,8 @@ def main() -> int:
         busy = f"{timing.busy:.2f} of {os.cpu_count()}" if timing.busy is not None else "?"
         print(f"{name:<34} {timing.wall:7.2f}s {timing.cpu:7.2f}s {busy:>11}")
     print(f"gradebooks of --jobs 1 and --jobs 2 identical: {'yes' if same else 'NO'}")
+    print(f"peak memory of the largest process of grade batch --jobs 2 (main, a worker or a sandbox): {memory:.0f} MB "
+          f"(target < 300 MB per worker): {'PASS' if memory < 300 else 'FAIL'}")
     targets = [
         *(Target(f"batch({options.copies}, jobs {jobs}) / submit(1)", batch[jobs].wall / submit.wall, 4.0, at_most=True)
           for jobs in (1, 2)),
@@ -146,7 +150,7 @@ def main() -> int:
     ]
     for target in targets:
         print(target.line())
-    return 0 if same and all(t.passed for t in targets) else 1
+    return 0 if same and memory < 300 and all(t.passed for t in targets) else 1
 
 
 if __name__ == "__main__":

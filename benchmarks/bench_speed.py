@@ -15,7 +15,6 @@ so the numbers mean the same on a laptop and on a loaded CI runner:
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from workload import CLI, ROOT, build_bank, build_submission, compile_checkout, count_parts
+from workload import CLI, ROOT, build_bank, build_submission, compile_checkout, count_parts, peak_memory_mb
 
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -41,13 +40,6 @@ def wall(command: list[str], repeat: int) -> float:
 def imports_sympy(command: list[str]) -> bool:
     done = subprocess.run([sys.executable, "-X", "importtime", *command[1:]], capture_output=True, text=True)
     return any(line.rstrip().endswith("| sympy") for line in done.stderr.splitlines())
-
-
-def peak_memory_mb(command: list[str]) -> float:
-    """Max RSS of the command's process tree's largest member (Linux reports KiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
 
 
 def check_corpus() -> list[tuple[str, str, list[str]]]:

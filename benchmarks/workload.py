@@ -10,6 +10,7 @@ from __future__ import annotations
 import compileall
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,3 +67,20 @@ def build_submission(folder: Path, copied: list[str]) -> Path:
 
 def count_parts(bank: Path) -> int:
     return sum(len(entry.exercise.parts) for entry in load_bank(bank).entries.values())
+
+
+_MEASURE_PEAK = (
+    "import resource, subprocess, sys\n"
+    "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_memory_mb(command: list[str]) -> float:
+    """Max RSS of the largest process in the command's tree (the command, a worker, a sandbox).
+
+    Measured from a fresh helper process, whose waited-for descendants are only this command's,
+    so nothing timed earlier in this run counts; Linux reports KiB.
+    """
+    done = subprocess.run([sys.executable, "-c", _MEASURE_PEAK, *command], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip()) / 1024
