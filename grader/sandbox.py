@@ -18,6 +18,7 @@ import os
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,9 @@ EXIT_GRACE_SECONDS = 1.0
 READ_CHUNK = 1 << 16
 TRUNCATION_NOTICE = "\n... [output truncated]"
 NON_FINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
+LIBRARIES = tuple(path for path in site.getsitepackages() if os.path.isdir(path))
+"""Where the child finds numpy: it starts without `site` (-S), which would cost more than
+numpy's own import in some installs and would run every .pth file of site-packages."""
 CHILD_ENVIRONMENT = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
@@ -374,7 +378,7 @@ class Sandbox:
         output_read, output_write = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-I", str(CHILD_SCRIPT), str(request_read), str(result_write)],
+                [sys.executable, "-I", "-S", str(CHILD_SCRIPT), str(request_read), str(result_write)],
                 stdin=subprocess.DEVNULL,
                 stdout=output_write,
                 stderr=output_write,
@@ -400,6 +404,7 @@ class Sandbox:
         setup = {
             "source": self._source,
             "protected": list(self._protected),
+            "libraries": list(LIBRARIES),
             "cpu_seconds": int(self._limits.cpu_seconds),
             "memory_bytes": int(self._limits.memory_bytes),
         }

@@ -1,8 +1,9 @@
 """The untrusted side of grader/sandbox.py: runs one student's solution.py and answers calls.
 
-Started by path as ``python -I sandbox_child.py REQUEST_FD RESULT_FD``, never as part of the
+Started by path as ``python -I -S sandbox_child.py REQUEST_FD RESULT_FD``, never as part of the
 project: it imports only the standard library and numpy, so nothing the grader knows (reference
-answers, scoring code) is ever loaded into the process that runs student code.
+answers, scoring code) is ever loaded into the process that runs student code. Without `site`,
+no .pth file of site-packages runs here either; the parent names the site-packages folders.
 
 Before any student code runs, the process locks itself down in layers, none trusted alone:
 
@@ -19,7 +20,8 @@ Before any student code runs, the process locks itself down in layers, none trus
    why the parent kills the whole process group and decodes every reply as plain data.
 
 Protocol: one JSON object per line. The parent first sends the set-up message
-``{"source", "protected", "cpu_seconds", "memory_bytes"}`` (protected: paths student code may not read); the child answers
+``{"source", "protected", "libraries", "cpu_seconds", "memory_bytes"}`` (protected: paths student code may not
+read; libraries: the site-packages folders to import numpy from); the child answers
 ``{"started": {defence: bool}}`` once locked down, then ``{"loaded": true}`` or
 ``{"load_error": text}`` after running the module code. Each request
 ``{"id", "entry", "args"}`` gets ``{"id", "ok": value}`` or ``{"id", "error", "traceback"}``.
@@ -514,6 +516,7 @@ def main(argv: list[str]) -> None:
         run_in_pid_namespace(channel)
     set_limits(cpu_seconds, int(setup["memory_bytes"]))
     sys.dont_write_bytecode = True
+    sys.path.extend(path for path in setup["libraries"] if type(path) is str and path not in sys.path)
     import numpy
 
     kit = numpy_kit(numpy)
