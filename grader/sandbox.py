@@ -1,7 +1,7 @@
 """Run student code in a separate, locked-down process and get back plain data only.
 
 The grader never imports, calls or compares anything the student created. A child process
-(grader/sandbox_child.py, started by path with ``python -I``) runs solution.py; the parent
+(grader/sandbox_child.py, started by path with ``python -I -S``) runs solution.py; the parent
 talks to it over two dedicated pipes, enforces every timeout itself, kills the child's whole
 process group when anything goes wrong, and decodes each reply strictly into floats, numpy
 arrays, lists and dicts. Whatever the child says is data: a forged score printed by the student
