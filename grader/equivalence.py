@@ -589,10 +589,11 @@ def _candidates(
             yield tuple(-10 + 20 * ((s + scanned * a) % 1) for s, a in zip(starts, steps))
 
 
-def sample_points(
+def sample(
     reference: RealFunction, n_vars: int, *, seed: int = 0, count: int = 16
-) -> list[tuple[mpmath.mpf, ...]]:
-    """Up to `count` points where `reference` is defined, found deterministically from `seed`.
+) -> list[tuple[tuple[mpmath.mpf, ...], tuple[mpmath.mpf, mpmath.mpf]]]:
+    """Up to `count` points where `reference` is defined, found deterministically from `seed`,
+    each with the reference's (value, scale) there: finding a point means evaluating it.
 
     Random draws mix uniform [-2, 2], uniform [-10, 10], signed log-uniform magnitudes in
     [1e-3, 1e3] and small integers offset by 1e-4..1e-1, independently per coordinate; see
@@ -601,21 +602,21 @@ def sample_points(
     """
     rng = random.Random(seed)
     found: list[tuple[float, ...]] = []
-    points: list[tuple[mpmath.mpf, ...]] = []
+    samples = []
     with mpmath.workdps(DPS):
         for candidate in itertools.islice(_candidates(rng, n_vars, found), MAX_CANDIDATES):
             if any(c.is_integer() for c in candidate):
                 continue
             point = tuple(mpmath.mpf(c) for c in candidate)
             try:
-                reference(point)
+                value = reference(point)
             except Undefined:
                 continue
             found.append(candidate)
-            points.append(point)
-            if len(points) >= count:
+            samples.append((point, value))
+            if len(samples) >= count:
                 break
-    return points
+    return samples
 
 
 def evaluate(
@@ -744,12 +745,10 @@ def equivalent(
     Raises ValueError if either expression uses a symbol outside `variables`, TypeError if
     it contains something that cannot be evaluated numerically (see RealFunction).
     """
-    reference_fn = RealFunction(reference, variables)
-    answer_fn = RealFunction(answer, variables)
-    points = sample_points(reference_fn, len(variables), seed=seed, count=count)
-    return compare(
-        evaluate(reference_fn, points), evaluate(answer_fn, points), points, variables
-    )
+    samples = sample(RealFunction(reference, variables), len(variables), seed=seed, count=count)
+    points = [point for point, _ in samples]
+    answer_values = evaluate(RealFunction(answer, variables), points)
+    return compare([value for _, value in samples], answer_values, points, variables)
 
 
 def _constant_value(value: sympy.Expr | float) -> mpmath.mpf | None:

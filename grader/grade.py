@@ -19,7 +19,7 @@ from grader import arrays, diagnosis, refcache
 from grader.bank import Entry
 from grader.budget import DEFAULT_BUDGET, time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
-from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample_points, values_close, VALUE_REL_TOL
+from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample, values_close, VALUE_REL_TOL
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
 from grader.launch import Launched, launch
 from grader.models import Exercise, Part
@@ -102,9 +102,8 @@ def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
     key = (expr, seed)
     if key not in compiled.oracles:
         variables = compiled.variables
-        fn = RealFunction(expr, variables)
-        points = sample_points(fn, len(variables), seed=seed)
-        compiled.oracles[key] = Oracle(variables, points, evaluate(fn, points))
+        samples = sample(RealFunction(expr, variables), len(variables), seed=seed)
+        compiled.oracles[key] = Oracle(variables, [point for point, _ in samples], [value for _, value in samples])
     return compiled.oracles[key]
 
 
