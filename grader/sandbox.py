@@ -43,8 +43,8 @@ READ_CHUNK = 1 << 16
 TRUNCATION_NOTICE = "\n... [output truncated]"
 NON_FINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
 LIBRARIES = tuple(path for path in site.getsitepackages() if os.path.isdir(path))
-"""Where the child finds numpy: it starts without `site` (-S), which would cost more than
-numpy's own import in some installs and would run every .pth file of site-packages."""
+"""Where the child finds numpy. It starts without `site` (-S): that shortens every start-up
+(by a quarter in some installs) and runs no .pth file of site-packages in the child."""
 CHILD_ENVIRONMENT = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
