@@ -129,16 +129,18 @@ def grade_folders(paths: list[Path], entries: list[Entry], options: Options) -> 
     sandbox's start-up (a fresh interpreter importing numpy) then runs on the other core while
     this process grades, instead of being waited for.
     """
-    if not paths:
-        return
-    upcoming: _Opened | None = _open(paths[0], entries, options)
+    opened: list[_Opened] = []   # read, sandboxes launched, not graded yet
     try:
-        for following in [*paths[1:], None]:
-            current, upcoming = upcoming, (_open(following, entries, options) if following is not None else None)
-            yield _finish(current, entries, options)
+        for path in paths:
+            opened.append(_open(path, entries, options))
+            if len(opened) == 2:
+                yield _finish(opened.pop(0), entries, options)
+        while opened:
+            yield _finish(opened.pop(0), entries, options)
     finally:
-        if upcoming is not None and upcoming.launched is not None:
-            upcoming.launched.close()
+        for pending in opened:
+            if pending.launched is not None:
+                pending.launched.close()
 
 
 def _internal(exc: Exception) -> str:

@@ -321,6 +321,33 @@ def test_the_next_students_sandbox_waits_out_a_slow_submission_without_losing_ti
     assert zoe.report is not None and zoe.report.score == 6
 
 
+def _children() -> set[int]:
+    """Live (not zombie) children of this process, from /proc."""
+    found = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            stat = Path(f"/proc/{pid}/stat")
+            if stat.exists() and stat.read_text().rpartition(")")[2].split()[0] != "Z":
+                found.add(int(pid))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_stopping_a_batch_early_leaves_no_sandbox_running(klass: Class, tmp_path: Path) -> None:
+    folder = tmp_path / "two"
+    for name in ("ann", "ben"):
+        _write(folder / name / "answers.yaml", "answers:\n  power: {dydx: 6x(x^2+1)^2}\n")
+        _write(folder / name / "solution.py", RIGHT_CODE)
+    before = _children()
+    entries = load_bank(klass.bank).select()
+    graded = batch_module.grade_folders(sorted(folder.iterdir()), entries, batch_module.Options())
+    first = next(graded)
+    assert first.report is not None
+    assert _children() - before, "ben's sandbox should be running while ann's entry is handed out"
+    graded.close()
+    assert _children() - before == set()
+
+
 @pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=FORK_ONLY)])
 def test_an_unexpected_exception_is_recorded(klass: Class, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
     real = batch_module.grade
