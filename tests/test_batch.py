@@ -381,6 +381,31 @@ def test_a_dying_worker_costs_only_its_own_submission(klass: Class, monkeypatch:
     assert "YAML syntax" in (entries["dave"].error or "")
 
 
+@FORK_ONLY
+def test_a_dying_worker_in_a_run_of_folders_costs_only_its_own_submission(klass: Class, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers get runs of consecutive folders; when one dies, the rest of its run is graded again."""
+    folder = tmp_path / "twelve"
+    names = [f"s{index:02d}" for index in range(12)]
+    for name in names:
+        _write(folder / name / "answers.yaml", "answers:\n  power: {dydx: 6x(x^2+1)^2}\n")
+    real = batch_module.grade
+
+    def grade_or_die(prepared, entries, options, **keywords):
+        if prepared.student == "s05":
+            os._exit(9)
+        return real(prepared, entries, options, **keywords)
+
+    monkeypatch.setattr(batch_module, "grade", grade_or_die)
+    assert len(batch_module._chunks([folder / name for name in names], 2)[0]) > 1
+    entries = {e.folder: e for e in run_batch(folder, klass.bank, jobs=2, shard=None, progress=False)}
+    assert entries["s05"].error == WORKER_DIED
+    for name in names:
+        if name != "s05":
+            assert entries[name].report is not None, name
+            assert entries[name].report.exercises[0].parts[0].status == "correct"
+
+
 def test_the_student_id_comes_from_the_file_else_the_folder(klass: Class) -> None:
     entries = run_batch(klass.folder, klass.bank, jobs=1, shard="1/1", progress=False)
     students = {e.folder: e.report.student for e in entries if e.report is not None}
