@@ -22,7 +22,7 @@ from grader import arrays
 from grader.equivalence import EXPR_REL_TOL, RealFunction, agrees, evaluate, values_close
 from grader.errors import BudgetExceeded
 from grader.parse import to_text
-from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, _tape_names, softmax
+from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, tape_names, softmax
 from reference.chain import Chain, Derivative, Link, Path, peel, symbol
 
 if TYPE_CHECKING:
@@ -567,7 +567,7 @@ class _Backprop:
         def run(variant: Network) -> dict[str, np.ndarray]:
             return variant.backward(data.params, data.x, data.y)
 
-        names = _tape_names(network)
+        names = tape_names(network)
         unsummed = replace(network, layers=tuple(_UnsummedBias(l.index, l.inputs, l.outputs) if isinstance(l, Linear) else l
                                                  for l in network.layers))
         variants = [(cause, run(variant)) for cause, variant in _activation_variants(network, names)]

@@ -396,8 +396,9 @@ _LOSS_TEXT: dict[str, str] = {
 }
 
 
-def _tape_names(network: Network) -> list[str]:
-    """Tape names: x, then z_k after linear k, h_k (h_k_2, ... if stacked) after activations."""
+def tape_names(network: Network) -> list[str]:
+    """Names of the values a forward pass records: x, then z_k after linear k, h_k (h_k_2, ...
+    if stacked) after activations; feedback and worked solutions use the same names."""
     names = ["x"]
     linears_seen = 0
     for layer in network.layers:
@@ -415,7 +416,7 @@ def _tape_names(network: Network) -> list[str]:
 
 def explain(network: Network) -> list[str]:
     """The worked solution: the forward pass, then each layer's local derivative, loss first."""
-    names = _tape_names(network)
+    names = tape_names(network)
     steps = []
     for position, layer in enumerate(network.layers):
         received, produced = names[position], names[position + 1]
