@@ -22,7 +22,7 @@ from grader import arrays
 from grader.equivalence import EXPR_REL_TOL, RealFunction, agrees, evaluate, values_close
 from grader.errors import BudgetExceeded
 from grader.parse import to_text
-from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, tape_names, softmax
+from reference.backprop import Activation, ActivationFn, Linear, Loss, Network, softmax, tape_names
 from reference.chain import Chain, Derivative, Link, Path, peel, symbol
 
 if TYPE_CHECKING:
