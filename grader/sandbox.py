@@ -26,10 +26,13 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
+
+from grader import forkserver
 
 CHILD_SCRIPT = Path(__file__).resolve().with_name("sandbox_child.py")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -212,11 +215,32 @@ class _Decoder:
         return [leaf(item) for item in level]
 
 
+@contextmanager
+def forking() -> Iterator[None]:
+    """Within: sandboxes are forked from a warm fork server (grader/forkserver.py), for code
+    that starts many of them, such as `grade batch`."""
+    with forkserver.serving(CHILD_SCRIPT, CHILD_ENVIRONMENT, LIBRARIES):
+        yield
+
+
+@dataclass(frozen=True)
+class _Adopted:
+    """A child forked by the fork server and handed to us: what we use of a Popen."""
+
+    pid: int
+
+    def wait(self) -> None:
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return
+
+
 @dataclass
 class _Child:
     """One running child and the parent's ends of its pipes."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen | _Adopted
     requests: int
     results: int
     output: int | None
@@ -239,6 +263,9 @@ class _Child:
         _kill_quietly(os.killpg, pid)
         _kill_quietly(os.kill, pid)
         self.process.wait()
+        if isinstance(self.process, _Adopted):
+            for init in inits:
+                _reap_if_ours(init)
 
     def close_pipes(self) -> None:
         for fd in (self.requests, self.results, self.output):
@@ -377,7 +404,8 @@ class Sandbox:
         result_read, result_write = os.pipe()
         output_read, output_write = os.pipe()
         try:
-            process = subprocess.Popen(
+            pid = forkserver.spawn(resources.workdir, request_read, result_write, output_write)
+            process: subprocess.Popen | _Adopted = _Adopted(pid) if pid is not None else subprocess.Popen(
                 [sys.executable, "-I", "-S", str(CHILD_SCRIPT), str(request_read), str(result_write)],
                 stdin=subprocess.DEVNULL,
                 stdout=output_write,
@@ -588,6 +616,15 @@ def _exit_status(pid: int, grace: float) -> tuple[int, int] | None:
         if time.monotonic() >= give_up:
             return None
         time.sleep(0.005)
+
+
+def _reap_if_ours(pid: int) -> None:
+    """A namespace's PID 1 outlived by its parent is handed to us when we are a child subreaper
+    (a fork server is in use); reap it if it has ended, never wait for it."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
 
 
 def _kill_quietly(kill, pid: int) -> None:

@@ -4,6 +4,8 @@ Started by path as ``python -I -S sandbox_child.py REQUEST_FD RESULT_FD``, never
 project: it imports only the standard library and numpy, so nothing the grader knows (reference
 answers, scoring code) is ever loaded into the process that runs student code. Without `site`,
 no .pth file of site-packages runs here either; the parent names the site-packages folders.
+`grade batch` instead starts it once as ``--fork-server`` (see serve_forks): numpy imported,
+nothing else, and each child forked from it goes through the same main() below.
 
 Before any student code runs, the process locks itself down in layers, none trusted alone:
 
@@ -78,6 +80,7 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 WRITE_MODES = frozenset("wax+")
 READABLE_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"})
 
+PR_SET_PDEATHSIG = 1
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -540,6 +543,89 @@ def main(argv: list[str]) -> None:
     serve(channel, module, kit)
 
 
+def serve_forks(control_fd: int, grader: int, libraries: list[str]) -> None:
+    """Fork-server mode (grader/forkserver.py): import numpy once, then fork a sandbox child
+    for each request, until the grader closes the control socket. Runs no student code, and
+    dies with the grader (a parent-death signal): it never outlives the process it serves.
+
+    A request is the child's working folder, with its request, result and output pipes
+    attached. The reply is the child's pid. The child is forked twice so that it is orphaned
+    at once and handed to the grader, a child subreaper, which then owns it as if it had
+    started it itself.
+    """
+    import socket
+
+    _, libc = open_libc()
+    if libc is None or libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != grader:
+        return
+    sys.path.extend(path for path in libraries if path not in sys.path)
+    import numpy  # noqa: F401 - imported once here, for every child forked from here
+
+    control = socket.socket(fileno=control_fd)
+    while True:
+        try:
+            message, fds, _flags, _address = socket.recv_fds(control, 4096, 3)
+        except OSError:
+            return
+        if not message:
+            return
+        pid = fork_sandbox(control, message.decode(), fds) if len(fds) == 3 else 0
+        for fd in fds:
+            os.close(fd)
+        control.sendall(str(pid).encode())
+
+
+def fork_sandbox(control, workdir: str, fds: list[int]) -> int:
+    """Fork twice; the grandchild becomes the sandbox, the middle process ends at once."""
+    report_read, report_write = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        try:
+            child = os.fork()
+            if child == 0:
+                os.close(report_read)
+                os.close(report_write)
+                control.close()
+                become_sandbox(workdir, *fds)
+            os.write(report_write, str(child).encode())
+        finally:
+            os._exit(0)
+    os.close(report_write)
+    os.waitpid(middle, 0)
+    report = os.read(report_read, 32)
+    os.close(report_read)
+    return int(report) if report.isdigit() else 0
+
+
+def become_sandbox(workdir: str, request_fd: int, result_fd: int, output_fd: int) -> None:
+    """What `Popen(..., cwd=workdir, start_new_session=True, stdout=stderr=output)` would set up,
+    then the ordinary child's main(); never returns."""
+    status = 0
+    try:
+        os.setsid()
+        os.chdir(workdir)
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+        keep = {0, 1, 2, request_fd, result_fd}
+        for fd in range(3, max(keep)):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    continue
+        os.closerange(max(keep) + 1, os.sysconf("SC_OPEN_MAX"))
+        main(["", str(request_fd), str(result_fd)])
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    finally:
+        flush_output()
+        os._exit(status)
+
+
 if __name__ == "__main__":
-    main(sys.argv)
+    if sys.argv[1] == "--fork-server":
+        serve_forks(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
+    else:
+        main(sys.argv)
     os._exit(0)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.sandbox import CHILD_SCRIPT, CallResult, Limits, Sandbox, UnsupportedValue, decode, encode
+from grader.sandbox import CHILD_SCRIPT, CallResult, Limits, Sandbox, UnsupportedValue, decode, encode, forking
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -84,6 +84,17 @@ def assert_plain(value: object) -> None:
         assert value is None or type(value) is float
 
 
+@pytest.fixture(params=["started", "forked"])
+def mode(request):
+    """How the sandbox's child comes to be: a fresh interpreter, or forked from a fork server
+    (what `grade batch` uses); every defence must hold either way."""
+    if request.param == "forked":
+        with forking():
+            yield request.param
+    else:
+        yield request.param
+
+
 @pytest.fixture(autouse=True)
 def leaves_nothing_behind(monkeypatch):
     """Every test: no probe file, no leftover child, no member of any child's session."""
@@ -107,7 +118,7 @@ def leaves_nothing_behind(monkeypatch):
     assert session_members(seen) == set()
 
 
-def test_good_solution_returns_plain_values():
+def test_good_solution_returns_plain_values(mode):
     with open_sandbox("code", "good") as box:
         assert box.load_error is None
         assert box.call("dfdx", 3.0) == CallResult("ok", 6.0)
@@ -118,7 +129,7 @@ def test_good_solution_returns_plain_values():
     assert result.value["b"].dtype == np.float64
 
 
-def test_float32_arrays_arrive_as_float64_with_shape():
+def test_float32_arrays_arrive_as_float64_with_shape(mode):
     with open_sandbox("code", "float32") as box:
         result = box.call("gradient", np.arange(6.0).reshape(2, 3))
     assert result.status == "ok"
@@ -133,7 +144,7 @@ def test_list_return_with_non_finite_values():
     assert result.value == [3.0, 3.0, float("inf"), [2.0, -2.0]]
 
 
-def test_honest_use_of_the_standard_library_and_numpy_works():
+def test_honest_use_of_the_standard_library_and_numpy_works(mode):
     with open_sandbox("code", "uses_libraries") as box:
         assert box.load_error is None
         result = box.call("summary", 2.0)
@@ -144,7 +155,7 @@ def test_honest_use_of_the_standard_library_and_numpy_works():
     }
 
 
-def test_output_is_captured_capped_and_kept_from_our_stdout(capfd):
+def test_output_is_captured_capped_and_kept_from_our_stdout(capfd, mode):
     with open_sandbox("code", "chatty") as box:
         assert box.call("dfdx", 2.0) == CallResult("ok", 4.0)
         output = box.output
@@ -154,7 +165,7 @@ def test_output_is_captured_capped_and_kept_from_our_stdout(capfd):
     assert "debugging" not in capfd.readouterr().out
 
 
-def test_missing_function_and_student_exceptions_are_errors():
+def test_missing_function_and_student_exceptions_are_errors(mode):
     with open_sandbox("code", "good") as box:
         missing = box.call("gradient", 1.0)
         wrong = box.call("backward", {"w": 1.0}, 1.0, 1.0)
@@ -164,7 +175,7 @@ def test_missing_function_and_student_exceptions_are_errors():
     assert 'File "solution.py", line 10, in backward' in wrong.traceback
 
 
-def test_timeout_kills_the_child_and_the_next_call_restarts_it():
+def test_timeout_kills_the_child_and_the_next_call_restarts_it(mode):
     with open_sandbox("hostile", "loop_in_call") as box:
         started = time.monotonic()
         assert box.call("dfdx", 1.0) == CallResult("timeout", message="took longer than 1 s")
@@ -172,14 +183,14 @@ def test_timeout_kills_the_child_and_the_next_call_restarts_it():
         assert box.call("identity", 7.0) == CallResult("ok", 7.0)
 
 
-def test_cpu_limit_kills_a_spinning_child_before_the_wall_clock_does():
+def test_cpu_limit_kills_a_spinning_child_before_the_wall_clock_does(mode):
     limits = Limits(call_seconds=4.0, total_seconds=5.0, cpu_seconds=1, memory_bytes=512 * 2**20)
     with open_sandbox("hostile", "loop_in_call", limits) as box:
         result = box.call("dfdx", 1.0)
     assert result == CallResult("crash", message="used up the CPU time limit of 1 s")
 
 
-def test_total_budget_ends_further_calls_at_once():
+def test_total_budget_ends_further_calls_at_once(mode):
     limits = Limits(call_seconds=1.0, total_seconds=1.8, cpu_seconds=5, memory_bytes=512 * 2**20)
     with open_sandbox("hostile", "loop_in_call", limits) as box:
         first = box.call("dfdx", 1.0)
@@ -192,7 +203,7 @@ def test_total_budget_ends_further_calls_at_once():
     assert time.monotonic() - started < 1.5
 
 
-def test_time_a_started_sandbox_waits_for_its_first_call_is_not_the_students():
+def test_time_a_started_sandbox_waits_for_its_first_call_is_not_the_students(mode):
     """Sandboxes start early (before sympy is imported, or during the previous submission of a
     batch); the wait until the grader first calls must not eat the submission's total budget."""
     limits = Limits(call_seconds=1.0, total_seconds=1.5, cpu_seconds=5, memory_bytes=512 * 2**20)
@@ -202,7 +213,7 @@ def test_time_a_started_sandbox_waits_for_its_first_call_is_not_the_students():
     assert result.status == "ok", result.message
 
 
-def test_infinite_loop_at_import_is_a_load_timeout():
+def test_infinite_loop_at_import_is_a_load_timeout(mode):
     with open_sandbox("hostile", "loop_at_import") as box:
         assert box.load_error == "loading solution.py took longer than 1 s"
         result = box.call("dfdx", 1.0)
@@ -210,14 +221,14 @@ def test_infinite_loop_at_import_is_a_load_timeout():
     assert result.message.startswith("solution.py could not be loaded")
 
 
-def test_syntax_error_is_a_load_error_with_its_line():
+def test_syntax_error_is_a_load_error_with_its_line(mode):
     with Sandbox("def dfdx(x):\n    return (x\n", limits=FAST, protected=[PROJECT_ROOT]) as box:
         assert box.load_error.startswith("SyntaxError: ")
         assert "(line 2)" in box.load_error.splitlines()[0]
         assert box.call("dfdx", 1.0).status == "error"
 
 
-def test_exit_at_import_is_a_load_crash():
+def test_exit_at_import_is_a_load_crash(mode):
     with Sandbox("import os\nos._exit(5)\n", limits=FAST, protected=[PROJECT_ROOT]) as box:
         assert box.load_error == "the process exited with code 5 instead of answering"
         assert box.call("dfdx", 1.0).status == "crash"
@@ -230,20 +241,20 @@ def test_a_child_that_cannot_start_is_reported_with_its_output():
         assert box.output.startswith("Traceback (most recent call last)")
 
 
-def test_ignored_sigterm_does_not_save_a_spinning_child():
+def test_ignored_sigterm_does_not_save_a_spinning_child(mode):
     with open_sandbox("hostile", "ignore_sigterm") as box:
         assert box.call("dfdx", 1.0).status == "timeout"
 
 
 @pytest.mark.parametrize("name", ["memory_bytearray", "memory_list"])
-def test_memory_hogs_hit_the_limit(name):
+def test_memory_hogs_hit_the_limit(name, mode):
     with open_sandbox("hostile", name) as box:
         result = box.call("dfdx", 1.0)
     assert result.status in ("error", "crash")
     assert "MemoryError" in result.message or "memory" in result.message
 
 
-def test_exit_during_a_call_is_a_crash_and_the_sandbox_recovers():
+def test_exit_during_a_call_is_a_crash_and_the_sandbox_recovers(mode):
     with open_sandbox("hostile", "exit_in_call") as box:
         first = box.call("dfdx", 1.0)
         second = box.call("dfdx", 1.0)
@@ -251,13 +262,13 @@ def test_exit_during_a_call_is_a_crash_and_the_sandbox_recovers():
     assert second.status == "crash"
 
 
-def test_sys_exit_is_reported_as_an_error():
+def test_sys_exit_is_reported_as_an_error(mode):
     with open_sandbox("hostile", "sys_exit") as box:
         result = box.call("dfdx", 1.0)
     assert result.status == "error" and result.message == "SystemExit: 3 (line 6)"
 
 
-def test_forged_report_is_only_captured_text(capfd):
+def test_forged_report_is_only_captured_text(capfd, mode):
     with open_sandbox("hostile", "forged_report") as box:
         result = box.call("dfdx", 1.0)
         output = box.output
@@ -266,14 +277,14 @@ def test_forged_report_is_only_captured_text(capfd):
     assert "score" not in capfd.readouterr().out
 
 
-def test_garbage_on_the_result_pipe_is_a_crash_then_a_fresh_child_answers():
+def test_garbage_on_the_result_pipe_is_a_crash_then_a_fresh_child_answers(mode):
     with open_sandbox("hostile", "garbage_result_fd") as box:
         garbage = box.call("dfdx", 1.0)
         assert box.call("identity", 5.0) == CallResult("ok", 5.0)
     assert garbage == CallResult("crash", message="sent garbage instead of a reply")
 
 
-def test_lying_objects_become_plain_data_or_errors():
+def test_lying_objects_become_plain_data_or_errors(mode):
     with open_sandbox("hostile", "lying_objects") as box:
         liar = box.call("liar", 1.0)
         lying_float = box.call("lying_float", 1.0)
@@ -287,7 +298,7 @@ def test_lying_objects_become_plain_data_or_errors():
     np.testing.assert_array_equal(liar_array.value.ravel(), [2.0, 2.0])
 
 
-def test_monkeypatched_numpy_stays_in_the_child():
+def test_monkeypatched_numpy_stays_in_the_child(mode):
     with open_sandbox("hostile", "monkeypatch_numpy") as box:
         result = box.call("dfdx", 1.0)
     assert result.status == "ok" and type(result.value) is np.ndarray
@@ -302,14 +313,14 @@ def call_each(kind: str, name: str, entries: list[str]) -> dict[str, CallResult]
         return {entry: box.call(entry, 1.0) for entry in entries}
 
 
-def test_project_packages_cannot_be_imported():
+def test_project_packages_cannot_be_imported(mode):
     results = call_each("hostile", "import_grader", ["import_grader", "import_reference", "import_cli"])
     for entry, result in results.items():
         assert result.status == "error", entry
         assert "forbids importing" in result.message or "No module named" in result.message, entry
 
 
-def test_project_files_and_other_processes_cannot_be_read():
+def test_project_files_and_other_processes_cannot_be_read(mode):
     entries = [
         "read_grade", "read_package", "read_relative_to_directory", "list_project",
         "read_parent_memory", "read_raw_disk",
@@ -319,25 +330,25 @@ def test_project_files_and_other_processes_cannot_be_read():
         assert result.message.startswith("PermissionError: the grader's sandbox forbids"), entry
 
 
-def test_files_cannot_be_written():
+def test_files_cannot_be_written(mode):
     entries = ["write_open", "write_os_open", "write_pathlib", "make_directory"]
     for entry, result in call_each("hostile", "write_file", entries).items():
         assert result.status == "error" and result.message.startswith("PermissionError"), entry
 
 
-def test_programs_cannot_be_started():
+def test_programs_cannot_be_started(mode):
     entries = ["run_touch", "run_system", "run_exec", "run_posix_spawn"]
     for entry, result in call_each("hostile", "run_subprocess", entries).items():
         assert result.status == "error" and result.message.startswith("PermissionError"), entry
 
 
-def test_fork_is_refused_and_no_orphan_survives():
+def test_fork_is_refused_and_no_orphan_survives(mode):
     with open_sandbox("hostile", "fork_orphan") as box:
         result = box.call("dfdx", 1.0)
     assert result.status == "error" and "os.fork" in result.message
 
 
-def test_sockets_cannot_reach_the_grader_machine():
+def test_sockets_cannot_reach_the_grader_machine(mode):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -349,14 +360,14 @@ def test_sockets_cannot_reach_the_grader_machine():
     assert result.status == "error" and result.message.startswith("PermissionError")
 
 
-def test_the_audit_hook_cannot_be_rewritten():
+def test_the_audit_hook_cannot_be_rewritten(mode):
     results = call_each("hostile", "disable_hook", ["replace_code", "replace_defaults"])
     for entry, result in results.items():
         assert result.status == "error", entry
         assert result.message.startswith("PermissionError: the grader's sandbox forbids rewriting")
 
 
-def test_ctypes_and_signals_are_refused():
+def test_ctypes_and_signals_are_refused(mode):
     refused = ["import_ctypes", "numpy_ctypes", "signal_parent"]
     results = call_each("hostile", "ctypes_escape", [*refused, "pidfd_signal_parent"])
     for entry in refused:
@@ -368,7 +379,7 @@ def test_ctypes_and_signals_are_refused():
     )
 
 
-def test_attacks_at_import_all_fail_and_the_module_still_loads(capfd):
+def test_attacks_at_import_all_fail_and_the_module_still_loads(capfd, mode):
     with open_sandbox("hostile", "attacks_at_import") as box:
         assert box.load_error is None
         assert box.call("succeeded", 0.0) == CallResult("ok", 0.0)
@@ -377,7 +388,7 @@ def test_attacks_at_import_all_fail_and_the_module_still_loads(capfd):
     assert "score" not in capfd.readouterr().out
 
 
-def test_the_child_reports_its_defences_before_student_code():
+def test_the_child_reports_its_defences_before_student_code(mode):
     with open_sandbox("code", "good") as box:
         defences = box.defences
     assert defences["audit_hook"] is True
@@ -388,7 +399,7 @@ def test_the_child_reports_its_defences_before_student_code():
         }
 
 
-def test_closed_sandbox_refuses_calls_and_removes_its_directory():
+def test_closed_sandbox_refuses_calls_and_removes_its_directory(mode):
     before = own_children()
     box = open_sandbox("code", "good")
     with box:
@@ -400,7 +411,7 @@ def test_closed_sandbox_refuses_calls_and_removes_its_directory():
         box.call("dfdx", 1.0)
 
 
-def test_a_sandbox_never_closed_is_cleaned_up_when_collected():
+def test_a_sandbox_never_closed_is_cleaned_up_when_collected(mode):
     before = own_children()
     box = open_sandbox("code", "good")
     assert box.call("dfdx", 1.0).status == "ok"
@@ -542,3 +553,39 @@ print(json.dumps(outcomes), flush=True)
     assert outcomes["connect"] == "OSError"
     assert outcomes["shell_write"] != 0
     assert outcomes["unmount_project"] == -1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server needs Linux")
+def test_the_fork_server_dies_with_its_grader_and_leaves_no_trace():
+    """A batch worker killed mid-run must not leave its fork server behind."""
+    probe = f"""
+import os, sys
+sys.path.insert(0, {str(PROJECT_ROOT)!r})
+from grader import forkserver
+from grader.sandbox import forking
+with forking():
+    print(forkserver._servers[os.getpid()].process.pid, flush=True)
+    os._exit(9)
+"""
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    server = int(completed.stdout)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{server}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{server}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server needs Linux")
+def test_leaving_forking_stops_the_server_and_the_subreaper_role():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    role = ctypes.c_int(-1)
+    before = own_children()
+    with forking():
+        (server,) = own_children() - before
+        libc.prctl(37, ctypes.byref(role), 0, 0, 0)
+        assert role.value == 1
+    libc.prctl(37, ctypes.byref(role), 0, 0, 0)
+    assert role.value == 0
+    assert not os.path.exists(f"/proc/{server}") or server not in own_children()
