@@ -33,6 +33,7 @@ from grader.errors import GraderError, InputError
 from grader.grade import Options, grade
 from grader.launch import Launched, launch
 from grader.report import BatchEntry
+from grader.sandbox import forking
 from grader.submit import Prepared, read_submission
 
 if TYPE_CHECKING:
@@ -174,7 +175,8 @@ def _start_worker(job: _Job) -> None:
 
 def _grade_in_worker(paths: list[Path]) -> list[BatchEntry]:
     assert _JOB is not None, "worker used before its initializer ran"
-    return list(grade_folders(paths, _JOB.entries, _JOB.options))
+    with forking():
+        return list(grade_folders(paths, _JOB.entries, _JOB.options))
 
 
 def _chunks(paths: list[Path], workers: int) -> list[list[Path]]:
@@ -292,9 +294,10 @@ def run_batch(folder: Path, exercises: Path | None, *, jobs: int | None, shard: 
     try:
         done: dict[str, BatchEntry] = {}
         if workers <= 1:
-            for entry in grade_folders(paths, job.entries, job.options):
-                done[entry.folder] = entry
-                bar.tick()
+            with forking():
+                for entry in grade_folders(paths, job.entries, job.options):
+                    done[entry.folder] = entry
+                    bar.tick()
         else:
             done = _grade_parallel(paths, job, workers, bar.tick)
     finally:
