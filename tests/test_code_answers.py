@@ -29,8 +29,17 @@ def submit(tmp_path: Path, solution: str | Path, *extra: str) -> tuple[dict, flo
     return run.json(), elapsed
 
 
-def orphaned_sandboxes() -> list[str]:
-    """Sandbox processes whose grader has gone (reparented to init): leaks, whatever else runs meanwhile."""
+def orphaned_sandboxes(settle: float = 3.0) -> list[str]:
+    """Sandbox processes whose grader has gone (reparented to init) and that are still there after
+    `settle` seconds: leaks. A test elsewhere that kills a batch worker on purpose leaves orphans
+    that end within milliseconds, once they read end-of-file from the dead grader's pipes."""
+    deadline = time.monotonic() + settle
+    while (found := _orphans()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def _orphans() -> list[str]:
     found = []
     for proc in glob.glob("/proc/[0-9]*"):
         try:
