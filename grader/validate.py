@@ -20,6 +20,7 @@ from grader.errors import BudgetExceeded, GraderError, InputError
 from grader.equivalence import RealFunction
 from grader.grade import Options, grade_part, oracle, seed_of
 from grader.launch import open_sandbox
+from grader.sandbox import forking
 from grader.variants import Value, all_variants, draw, format_value
 
 
@@ -154,10 +155,11 @@ def run_validate(paths: list[Path] | None, variant_count: int) -> tuple[list[str
     entries, problems = load_files(files)
     errors = [str(p) for p in problems]
     warnings: list[str] = []
-    for entry in entries.values():
-        found = validate_entry(entry, variant_count)
-        errors += found.errors
-        warnings += found.warnings
+    with forking():
+        for entry in entries.values():
+            found = validate_entry(entry, variant_count)
+            errors += found.errors
+            warnings += found.warnings
     summary = (f"{len(files)} files, {len(entries)} exercises checked: "
                f"{len(errors)} problem{'s' if len(errors) != 1 else ''}, {len(warnings)} warning{'s' if len(warnings) != 1 else ''}")
     return [*errors, *warnings, summary], bool(errors) or not files
