@@ -79,6 +79,32 @@ def test_hostile_solutions_are_contained_and_never_correct(tmp_path: Path, solut
     assert orphaned_sandboxes() == []
 
 
+def test_a_class_of_good_and_hostile_solutions_through_grade_batch(tmp_path: Path):
+    """`grade batch` forks its sandboxes from a fork server: the same containment must hold there."""
+    klass = tmp_path / "class"
+    for solution in GOOD + HOSTILE:
+        folder = klass / Path(solution).stem
+        folder.mkdir(parents=True)
+        (folder / "answers.yaml").write_text("student: s1\nanswers:\n  square-chain:\n    formula: 2x cos(x^2)\n")
+        shutil.copy(SOLUTIONS / solution, folder / "solution.py")
+    before = set(glob.glob("/tmp/pwned-e2e-*"))
+    run = grade("batch", klass, "--exercises", BANK, "--jobs", "2", "--no-progress", "--format", "json")
+    assert run.code == 0, run.err
+    assert "Traceback" not in run.err
+    reports = {entry["folder"]: entry["report"] for entry in run.json()}
+    assert set(reports) == {Path(name).stem for name in GOOD + HOSTILE}
+    for name, report in reports.items():
+        statuses = {(e["id"], p["id"]): p["status"] for e in report["exercises"] for p in e["parts"]}
+        expected = "correct" if name.startswith("good_") else None
+        for part in (("square-chain", "code"), ("relu-net", "grads")):
+            if expected:
+                assert statuses[part] == expected, (name, part)
+            else:
+                assert statuses[part] in ("incorrect", "error", "timeout"), (name, part)
+    assert set(glob.glob("/tmp/pwned-e2e-*")) == before
+    assert orphaned_sandboxes() == []
+
+
 def test_forged_output_is_shown_as_the_students_output_only(tmp_path: Path):
     report, _ = submit(tmp_path, "hostile_forged.py")
     code = parts_of(report)[("square-chain", "code")]
