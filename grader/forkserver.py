@@ -73,7 +73,12 @@ def serving(child_script: Path, environment: dict[str, str], libraries: tuple[st
     if os.getpid() in _servers or not _set_subreaper(True):
         yield
         return
-    _servers[os.getpid()] = ForkServer(child_script, environment, libraries)
+    try:
+        _servers[os.getpid()] = ForkServer(child_script, environment, libraries)
+    except OSError:
+        _set_subreaper(False)
+        yield
+        return
     try:
         yield
     finally:
