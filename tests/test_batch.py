@@ -364,16 +364,21 @@ def test_an_unexpected_exception_is_recorded(klass: Class, monkeypatch: pytest.M
     assert entries["alice"].report is not None and entries["carol"].report is not None
 
 
-@FORK_ONLY
-def test_a_dying_worker_costs_only_its_own_submission(klass: Class, monkeypatch: pytest.MonkeyPatch) -> None:
+def _kill_the_worker_grading(student: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the worker process dies (as out of memory would) on this student's submission."""
     real = batch_module.grade
 
     def grade_or_die(prepared, entries, options, **keywords):
-        if prepared.student == "bob":
+        if prepared.student == student:
             os._exit(9)
         return real(prepared, entries, options, **keywords)
 
     monkeypatch.setattr(batch_module, "grade", grade_or_die)
+
+
+@FORK_ONLY
+def test_a_dying_worker_costs_only_its_own_submission(klass: Class, monkeypatch: pytest.MonkeyPatch) -> None:
+    _kill_the_worker_grading("bob", monkeypatch)
     entries = {e.folder: e for e in run_batch(klass.folder, klass.bank, jobs=2, shard=None, progress=False)}
     assert entries["bob"].error == WORKER_DIED
     assert entries["alice"].report is not None and entries["alice"].report.score == 6
@@ -389,14 +394,7 @@ def test_a_dying_worker_in_a_run_of_folders_costs_only_its_own_submission(klass:
     names = [f"s{index:02d}" for index in range(12)]
     for name in names:
         _write(folder / name / "answers.yaml", "answers:\n  power: {dydx: 6x(x^2+1)^2}\n")
-    real = batch_module.grade
-
-    def grade_or_die(prepared, entries, options, **keywords):
-        if prepared.student == "s05":
-            os._exit(9)
-        return real(prepared, entries, options, **keywords)
-
-    monkeypatch.setattr(batch_module, "grade", grade_or_die)
+    _kill_the_worker_grading("s05", monkeypatch)
     assert len(batch_module._chunks([folder / name for name in names], 2)[0]) > 1
     entries = {e.folder: e for e in run_batch(folder, klass.bank, jobs=2, shard=None, progress=False)}
     assert entries["s05"].error == WORKER_DIED
