@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.util
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -167,16 +168,23 @@ _JOB: _Job | None = None
 
 
 def _start_worker(job: _Job) -> None:
-    """Keep the job for the worker's lifetime; leave Ctrl-C to the parent, which stops the pool."""
+    """Keep the job for the worker's lifetime; leave Ctrl-C to the parent, which stops the pool.
+
+    The worker's fork server also lives as long as the worker, not one run of folders: starting
+    one costs as much as grading a submission. It is stopped when the worker ends (a
+    multiprocessing finalizer), and dies with it if the worker is killed (a parent-death signal).
+    """
     global _JOB
     _JOB = job
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lifetime = ExitStack()
+    lifetime.enter_context(forking())
+    multiprocessing.util.Finalize(lifetime, lifetime.close, exitpriority=1)
 
 
 def _grade_in_worker(paths: list[Path]) -> list[BatchEntry]:
     assert _JOB is not None, "worker used before its initializer ran"
-    with forking():
-        return list(grade_folders(paths, _JOB.entries, _JOB.options))
+    return list(grade_folders(paths, _JOB.entries, _JOB.options))
 
 
 def _chunks(paths: list[Path], workers: int) -> list[list[Path]]:
