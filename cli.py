@@ -159,7 +159,8 @@ def check(
 
     Put `--` before expressions that start with a minus: grade check --var x -- "-sin(x)" "-sin x"
     """
-    from grader.grade import Options, check as run_check
+    from grader.grade import check as run_check
+    from grader.options import Options
     from grader.render import render_part
 
     result = run_check(expected, answer, var or ["x"], Options())

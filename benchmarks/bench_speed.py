@@ -58,7 +58,8 @@ def time_checks(corpus) -> tuple[list[float], list[float]]:
     import sympy
 
     from grader.errors import GraderError
-    from grader.grade import Options, check
+    from grader.grade import check
+    from grader.options import Options
     from grader.parse import parse_expression
     from reference.chain import symbol
 

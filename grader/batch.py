@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from grader.bank import Entry, load_bank
 from grader.errors import GraderError, InputError
-from grader.grade import Options, grade
 from grader.launch import Launched, launch
+from grader.options import Options
 from grader.report import BatchEntry
 from grader.sandbox import forking
 from grader.submit import Prepared, read_submission
@@ -114,6 +114,8 @@ def _finish(opened: _Opened, entries: list[Entry], options: Options) -> BatchEnt
     """Grade an opened submission and close its sandboxes. Never raises: whatever stops it becomes the entry's `error`."""
     if opened.prepared is None or opened.launched is None:
         return BatchEntry(folder=opened.path.name, error=opened.error)
+    from grader.grade import grade   # sympy: imported while the first sandboxes start
+
     with opened.launched:
         try:
             report = grade(opened.prepared, entries, options, launched=opened.launched)
@@ -216,6 +218,8 @@ def _frozen_heap() -> Iterator[None]:
 
 def _grade_parallel(paths: list[Path], job: _Job, workers: int, tick: Callable[[], None]) -> dict[str, BatchEntry]:
     """Grade in a pool; if a worker dies, grade the unfinished folders again one pool each to find the culprit."""
+    import grader.grade  # noqa: F401 - before the workers fork, so that each starts with sympy imported
+
     done: dict[str, BatchEntry] = {}
     with _frozen_heap():
         pool = _pool(job, workers)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import mpmath
@@ -17,15 +17,16 @@ import sympy
 
 from grader import arrays, diagnosis, refcache
 from grader.bank import Entry
-from grader.budget import DEFAULT_BUDGET, time_budget
+from grader.budget import time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
 from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample, values_close, VALUE_REL_TOL
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
 from grader.launch import Launched, launch
 from grader.models import Exercise, Part
+from grader.options import Options
 from grader.parse import parse_expression, parse_vector, to_text
 from grader.report import ExerciseResult, PartResult, Report, total
-from grader.sandbox import CallResult, Limits, Sandbox
+from grader.sandbox import CallResult, Sandbox
 from grader.variants import Value, draw
 from reference.backprop import gradient_step, init_params, numerical_gradient, sample_batch
 
@@ -35,15 +36,6 @@ if TYPE_CHECKING:
 
 MAX_ANSWER_CHARS = 1000
 """Longer answers are shown truncated in reports (the parser refuses them anyway)."""
-
-
-@dataclass
-class Options:
-    """How to grade: the per-check budget, code limits, and whether to attach worked solutions."""
-
-    budget: float = DEFAULT_BUDGET
-    limits: Limits = field(default_factory=Limits)
-    explain: bool = False
 
 
 def seed_of(*words: str) -> int:

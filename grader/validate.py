@@ -18,7 +18,8 @@ from grader.bank import Entry, bundled_dir, exercise_files, load_files
 from grader.compile import Compiled, compile_exercise, param_values
 from grader.errors import BudgetExceeded, GraderError, InputError
 from grader.equivalence import RealFunction
-from grader.grade import Options, grade_part, oracle, seed_of
+from grader.grade import grade_part, oracle, seed_of
+from grader.options import Options
 from grader.launch import open_sandbox
 from grader.sandbox import forking
 from grader.variants import Value, all_variants, draw, format_value

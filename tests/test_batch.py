@@ -23,10 +23,12 @@ import pytest
 import yaml
 
 from grader import batch as batch_module
+from grader import grade as grade_module
 from grader.bank import load_bank
 from grader.batch import WORKER_DIED, Shard, _Progress, run_batch
 from grader.ci import ci_recipe
 from grader.errors import InputError
+from grader.options import Options
 from grader.sandbox import Limits
 from grader.variants import draw
 
@@ -340,7 +342,7 @@ def test_stopping_a_batch_early_leaves_no_sandbox_running(klass: Class, tmp_path
         _write(folder / name / "solution.py", RIGHT_CODE)
     before = _children()
     entries = load_bank(klass.bank).select()
-    graded = batch_module.grade_folders(sorted(folder.iterdir()), entries, batch_module.Options())
+    graded = batch_module.grade_folders(sorted(folder.iterdir()), entries, Options())
     first = next(graded)
     assert first.report is not None
     assert _children() - before, "ben's sandbox should be running while ann's entry is handed out"
@@ -350,14 +352,14 @@ def test_stopping_a_batch_early_leaves_no_sandbox_running(klass: Class, tmp_path
 
 @pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=FORK_ONLY)])
 def test_an_unexpected_exception_is_recorded(klass: Class, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
-    real = batch_module.grade
+    real = grade_module.grade
 
     def grade_or_fail(prepared, entries, options, **keywords):
         if prepared.student == "bob":
             raise RuntimeError("boom")
         return real(prepared, entries, options, **keywords)
 
-    monkeypatch.setattr(batch_module, "grade", grade_or_fail)
+    monkeypatch.setattr(grade_module, "grade", grade_or_fail)
     entries = {e.folder: e for e in run_batch(klass.folder, klass.bank, jobs=jobs, shard=None, progress=False)}
     assert entries["bob"].report is None
     assert entries["bob"].error == "internal error (please report it): RuntimeError: boom"
@@ -366,14 +368,14 @@ def test_an_unexpected_exception_is_recorded(klass: Class, monkeypatch: pytest.M
 
 def _kill_the_worker_grading(student: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault injection: the worker process dies (as out of memory would) on this student's submission."""
-    real = batch_module.grade
+    real = grade_module.grade
 
     def grade_or_die(prepared, entries, options, **keywords):
         if prepared.student == student:
             os._exit(9)
         return real(prepared, entries, options, **keywords)
 
-    monkeypatch.setattr(batch_module, "grade", grade_or_die)
+    monkeypatch.setattr(grade_module, "grade", grade_or_die)
 
 
 @FORK_ONLY

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES, ROOT, grade, parts_of
-from grader.grade import Options, check
+from grader.grade import check
+from grader.options import Options
 
 TEXTBOOK = FIXTURES / "textbook"
 
