@@ -13,6 +13,10 @@ parsed bank and the compiled references), and jobs1 / jobs2 >= 1.6 (two workers 
 Exit status 1 if a target is missed. "cores busy" is how many cores the whole machine kept busy
 during the command (from /proc/stat), so run it on an otherwise idle machine.
 
+It also times `grade batch --jobs 1` of a class of one, to print the best jobs1 / jobs2 that two
+workers could reach on this workload (Amdahl's law): the first submission of a run carries the
+start-up (interpreter, imports, bank, compiled references), which no number of workers shortens.
+
     python benchmarks/bench_batch.py [--parts 100] [--copies 20] [--repeat 1]
 """
 from __future__ import annotations
@@ -104,6 +108,22 @@ def build_class(folder: Path, submission: Path, copies: int) -> None:
         shutil.copytree(submission, folder / f"student-{index:02d}")
 
 
+def amdahl(first: float, jobs1: float, copies: int, workers: int = 2) -> str:
+    """The best jobs1 / jobs2 possible, from the time of a class of one and of the whole class with --jobs 1.
+
+    Optimistic on purpose: every submission after the first is taken to cost the same, split
+    perfectly between the workers, with sandboxes and the workers' own warm-up costing nothing.
+    """
+    if copies < 2:
+        return "Amdahl bound: needs at least 2 copies"
+    each = (jobs1 - first) / (copies - 1)
+    share = -(-copies // workers)
+    fastest = first + (share - 1) * each
+    return (f"Amdahl bound: 1 copy takes {first:.2f}s with --jobs 1 and each further copy {each * 1000:.0f} ms; "
+            f"{workers} workers grading {share} copies each take at least {first:.2f} + {share - 1} x {each:.3f} = "
+            f"{fastest:.2f}s, so jobs1 / jobs2 <= {jobs1 / fastest:.2f}x on this workload")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", type=int, default=100, help="parts per submission, at least (default 100)")
@@ -118,6 +138,8 @@ def main() -> int:
         answers = build_submission(work / "submission", copied)
         klass = work / "class"
         build_class(klass, answers.parent, options.copies)
+        alone = work / "alone"
+        build_class(alone, answers.parent, 1)
         parts = count_parts(bank)
         print(f"class: {options.copies} copies of a {parts}-part submission (examples/sample; the bundled bank "
               f"and {len(copied)} of its exercises again under new ids), {os.cpu_count()} cores, Python {sys.version.split()[0]}")
@@ -131,6 +153,8 @@ def main() -> int:
                              "--output", str(out)], options.repeat)
                  for jobs, out in outputs.items()}
         same = outputs[1].read_bytes() == outputs[2].read_bytes()
+        first = best(["batch", str(alone), "--exercises", str(bank), "--jobs", "1", "--no-progress",
+                      "--output", str(work / "alone.csv")], options.repeat)
         memory = peak_memory_mb([*CLI, "batch", str(klass), "--exercises", str(bank), "--jobs", "2", "--no-progress",
                                  "--output", str(work / "memory.csv")])
 
@@ -143,6 +167,7 @@ def main() -> int:
     print(f"gradebooks of --jobs 1 and --jobs 2 identical: {'yes' if same else 'NO'}")
     print(f"peak memory of the largest process of grade batch --jobs 2 (main, a worker or a sandbox): {memory:.0f} MB "
           f"(target < 300 MB per worker): {'PASS' if memory < 300 else 'FAIL'}")
+    print(amdahl(first.wall, batch[1].wall, options.copies))
     targets = [
         *(Target(f"batch({options.copies}, jobs {jobs}) / submit(1)", batch[jobs].wall / submit.wall, 4.0, at_most=True)
           for jobs in (1, 2)),
