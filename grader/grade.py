@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import sympy
 
-from grader import arrays, diagnosis, refcache
+from grader import arrays, diagnosis, helper, refcache
 from grader.bank import Entry
 from grader.budget import time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 MAX_ANSWER_CHARS = 1000
 """Longer answers are shown truncated in reports (the parser refuses them anyway)."""
+
+HELPER_MIN_PARTS = 8
+"""A helper (grader/helper.py) grades at least this many parts, or is not forked: below that the fork costs more than it saves."""
+HELPER_SLACK_SECONDS = 5.0
+"""How much longer than its parts' budgets a helper may take before the parent grades its share itself."""
 
 
 def seed_of(*words: str) -> int:
@@ -453,25 +458,62 @@ def grade_exercise(entry: Entry, answers: dict[str, Any], student: str, options:
     return ExerciseResult(id=exercise.id, title=exercise.title, score=score, max_score=max_score, parts=results)
 
 
-def grade(prepared: "Prepared", entries: list[Entry], options: Options, progress=None,
-          launched: Launched | None = None) -> Report:
+def grade(prepared: "Prepared", entries: list[Entry], options: Options, launched: Launched | None = None) -> Report:
     """Grade the chosen exercises for one student; each code file runs in its own sandbox.
 
     Sandboxes already `launched` by the caller are used (and left to the caller to close);
-    otherwise they are started here, in the background, and closed at the end.
+    otherwise they are started here, in the background, and closed at the end. With
+    `options.helper`, a forked helper grades a share of the exercises without code meanwhile.
     """
     student = prepared.student or ""
+    share = _helper_share(prepared, entries) if options.helper and helper.available() else []
     with (nullcontext(launched) if launched is not None else launch(prepared, entries, options.limits)) as sandboxes:
-        results = []
-        for entry in entries:
-            code = prepared.code.get(entry.exercise.id)
-            sandbox = sandboxes.get(code[0]) if code is not None else None
-            results.append(grade_exercise(entry, prepared.answers.get(entry.exercise.id, {}), student, options, sandbox))
-            if progress is not None:
-                progress()
+
+        def grade_all(chosen: list[Entry]) -> list[ExerciseResult]:
+            results = []
+            for entry in chosen:
+                code = prepared.code.get(entry.exercise.id)
+                sandbox = sandboxes.get(code[0]) if code is not None else None
+                results.append(grade_exercise(entry, prepared.answers.get(entry.exercise.id, {}), student, options, sandbox))
+            return results
+
+        def in_helper() -> list[ExerciseResult]:
+            results = grade_all(share)
+            save_compiled()
+            return results
+
+        shared_ids = [entry.exercise.id for entry in share]
+        with helper.Helper(in_helper) if share else nullcontext() as helping:
+            results = grade_all([entry for entry in entries if entry.exercise.id not in shared_ids])
+            if helping is not None:
+                seconds = options.budget * sum(len(entry.exercise.parts) for entry in share) + HELPER_SLACK_SECONDS
+                shared = helping.results(ExerciseResult, seconds)
+                if shared is None or [result.id for result in shared] != shared_ids:
+                    shared = grade_all(share)
+                results += shared
     save_compiled()
+    by_id = {result.id: result for result in results}
+    results = [by_id[entry.exercise.id] for entry in entries]
     score, max_score = total(results)
     return Report(student=prepared.student, score=score, max_score=max_score, exercises=results, errors=prepared.problems)
+
+
+def _helper_share(prepared: "Prepared", entries: list[Entry]) -> list[Entry]:
+    """Exercises without code, from the end of the list, until they hold half the parts (code
+    parts count double: calls into the sandbox and gradient checks cost more); none when the
+    share would be too small to pay for the fork, or would leave this process nothing to do."""
+    weights = {e.exercise.id: sum(2 if p.answer in ("function", "backprop") else 1 for p in e.exercise.parts)
+               for e in entries}
+    half = sum(weights.values()) / 2
+    share: list[Entry] = []
+    weight = 0
+    for entry in reversed(entries):
+        if weight >= half:
+            break
+        if entry.exercise.id not in prepared.code and weights[entry.exercise.id] == len(entry.exercise.parts):
+            share.append(entry)
+            weight += weights[entry.exercise.id]
+    return share[::-1] if weight >= HELPER_MIN_PARTS and len(share) < len(entries) else []
 
 
 def check(expected: str, answer: str, variables: list[str], options: Options) -> PartResult:

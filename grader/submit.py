@@ -103,9 +103,10 @@ def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: l
             raise InputError("answers none of the bank's exercises", str(answers))
     limits = Limits() if code_timeout is None else Limits(call_seconds=code_timeout)
     with launch(prepared, entries, limits) as launched:
-        from grader.grade import Options, grade
+        from grader.grade import grade
+        from grader.options import Options
 
-        options = Options(explain=explain, limits=limits)
+        options = Options(explain=explain, limits=limits, helper=True)
         if budget is not None:
             options.budget = budget
         return grade(prepared, entries, options, launched=launched)
