@@ -1,7 +1,8 @@
 """Speed of one student's `grade submit`, of the light commands, and of single checks.
 
-Every figure is a ratio against a baseline measured in this same run on this same machine,
-so the numbers mean the same on a laptop and on a loaded CI runner:
+Every figure is a ratio against a baseline measured in this same run on this same machine, the
+baselines and the commands timed in turns, so the numbers mean the same on a laptop and on a
+loaded CI runner:
 
 - `grade submit` of a 100-part submission (benchmarks/workload.py) vs `python -c "import sympy, numpy"` (target <= 2x);
 - `grade --help`, `grade list`, `grade show` vs `python -c pass` (target < 3x), and whether
@@ -30,14 +31,17 @@ from workload import CLI, ROOT, build_bank, build_submission, compile_checkout, 
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def wall(command: list[str], repeat: int) -> float:
-    """Median wall time of a command (output discarded)."""
-    times = []
+def walls(commands: dict[str, list[str]], repeat: int) -> dict[str, float]:
+    """Median wall time of each command (output discarded), timed in turns: one run of each, `repeat`
+    times over, so that a machine getting slower or faster during the run moves baselines and
+    commands alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeat):
-        started = time.perf_counter()
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, command in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(runs) for name, runs in times.items()}
 
 
 def imports_sympy(command: list[str]) -> bool:
@@ -93,28 +97,27 @@ def main() -> int:
     results: list[tuple[str, float, str, bool]] = []
     compile_checkout()
 
-    bare = wall([sys.executable, "-c", "pass"], args.repeat)
-    floor = wall([sys.executable, "-c", "import sympy, numpy"], args.repeat)
-    print(f"baseline: python -c pass {bare * 1000:.0f} ms; import sympy, numpy {floor * 1000:.0f} ms")
-
-    for name, command in [("grade --help", [*CLI, "--help"]), ("grade list", [*CLI, "list"]),
-                          ("grade show", [*CLI, "show", "power-of-quadratic"])]:
-        ratio = wall(command, args.repeat) / bare
-        results.append((f"{name} / python -c pass", ratio, "< 3x", ratio < 3))
-        results.append((f"{name} imports sympy", float(imports_sympy(command)), "never", not imports_sympy(command)))
-
+    light = {"grade --help": [*CLI, "--help"], "grade list": [*CLI, "list"],
+             "grade show": [*CLI, "show", "power-of-quadratic"]}
     with tempfile.TemporaryDirectory() as folder:
         bank = Path(folder) / "bank"
         answers = build_submission(Path(folder) / "student", build_bank(bank, args.parts))
         parts = count_parts(bank)
-        command = [*CLI, "submit", str(answers), "--exercises", str(bank)]
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm the caches once
-        submit = wall(command, args.repeat)
-        ratio = submit / floor
-        print(f"grade submit of {parts} parts: {submit * 1000:.0f} ms")
-        results.append((f"submit ({parts} parts) / import", ratio, "<= 2x", ratio <= 2))
-        memory = peak_memory_mb(command)
-        results.append(("submit peak memory (MB)", memory, "< 300", memory < 300))
+        submit = [*CLI, "submit", str(answers), "--exercises", str(bank)]
+        subprocess.run(submit, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # warm the caches once
+        timed = walls({"bare": [sys.executable, "-c", "pass"], "floor": [sys.executable, "-c", "import sympy, numpy"],
+                       **light, "submit": submit}, args.repeat)
+        memory = peak_memory_mb(submit)
+    bare, floor = timed["bare"], timed["floor"]
+    print(f"baseline: python -c pass {bare * 1000:.0f} ms; import sympy, numpy {floor * 1000:.0f} ms")
+    for name, command in light.items():
+        ratio = timed[name] / bare
+        results.append((f"{name} / python -c pass", ratio, "< 3x", ratio < 3))
+        results.append((f"{name} imports sympy", float(imports_sympy(command)), "never", not imports_sympy(command)))
+    print(f"grade submit of {parts} parts: {timed['submit'] * 1000:.0f} ms")
+    ratio = timed["submit"] / floor
+    results.append((f"submit ({parts} parts) / import", ratio, "<= 2x", ratio <= 2))
+    results.append(("submit peak memory (MB)", memory, "< 300", memory < 300))
 
     runs = [json.loads(subprocess.run([sys.executable, __file__, "--checks-only"], capture_output=True, text=True,
                                       check=True).stdout) for _ in range(args.repeat)]
