@@ -129,12 +129,13 @@ def submit(
     explain: bool = typer.Option(False, "--explain", help="Add the worked solution to every part that is not correct."),
     budget: float = typer.Option(2.0, "--budget", help="Seconds allowed for checking one answer."),
     code_timeout: float = typer.Option(5.0, "--code-timeout", help="Seconds one call of the student's code may take (30 s in all per code file)."),
+    helper: bool = typer.Option(True, "--helper/--no-helper", help="Let a forked helper grade about half of the typed exercises on a second core (Linux, 2+ CPUs). Same report either way; --no-helper when other jobs already fill the cores."),
 ) -> None:
     """Grade a submission: every exercise of the bank (unanswered ones are `missing`)."""
     from grader.submit import run_submit
 
     report = run_submit(answers, _bank(exercises), student=student, only=only, answered=answered, explain=explain,
-                        budget=budget, code_timeout=code_timeout)
+                        budget=budget, code_timeout=code_timeout, helper=helper)
     from grader.render import render
 
     _emit(render(report, format.value), output)

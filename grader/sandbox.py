@@ -604,18 +604,41 @@ class Sandbox:
 
 
 def _exit_status(pid: int, grace: float) -> tuple[int, int] | None:
-    """(si_code, si_status) once our child `pid` exited, without reaping it: its pid stays ours."""
+    """(si_code, si_status) once our child `pid` exited, without reaping it: its pid stays ours.
+
+    Waits on a pidfd where Linux has them (readable the moment the child exits), else in 5 ms
+    naps: closing a sandbox waits here once per submission, which a batch pays per student.
+    """
     give_up = time.monotonic() + grace
-    while True:
-        try:
-            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if info is not None and info.si_pid == pid:
-            return info.si_code, info.si_status
-        if time.monotonic() >= give_up:
-            return None
-        time.sleep(0.005)
+    watch = _pidfd(pid)
+    poller = select.poll()
+    if watch is not None:
+        poller.register(watch, select.POLLIN)
+    try:
+        while True:
+            try:
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if info is not None and info.si_pid == pid:
+                return info.si_code, info.si_status
+            left = give_up - time.monotonic()
+            if left <= 0:
+                return None
+            if watch is None:
+                time.sleep(min(0.005, left))
+            else:
+                poller.poll(left * 1000)
+    finally:
+        if watch is not None:
+            os.close(watch)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _reap_if_ours(pid: int) -> None:

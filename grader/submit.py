@@ -86,11 +86,12 @@ def read_submission(answers: Path, student: str | None, entries: list[Entry], ba
 
 def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: list[str] | None = None,
                answered: bool = False, explain: bool = False, budget: float | None = None,
-               code_timeout: float | None = None) -> Report:
+               code_timeout: float | None = None, helper: bool = True) -> Report:
     """`grade submit`: read, grade, return the report model.
 
     The code files' sandboxes are launched before the grader itself (sympy) is imported, so the
-    children start up on another core while this process imports.
+    children start up on another core while this process imports; with `helper`, a forked
+    helper grades a share of the typed exercises on another core (grader/helper.py).
     """
     from grader.launch import launch
     from grader.sandbox import Limits
@@ -106,7 +107,7 @@ def run_submit(answers: Path, bank: Bank, *, student: str | None = None, only: l
         from grader.grade import grade
         from grader.options import Options
 
-        options = Options(explain=explain, limits=limits, helper=True)
+        options = Options(explain=explain, limits=limits, helper=helper)
         if budget is not None:
             options.budget = budget
         return grade(prepared, entries, options, launched=launched)

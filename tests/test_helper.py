@@ -169,3 +169,10 @@ def test_ctrl_c_is_left_to_the_parent_which_kills_the_helper_on_its_way_out() ->
             assert not _gone(pid), "Ctrl-C reaches the whole process group: the helper must not die of it alone"
             raise KeyboardInterrupt
     assert _gone(pid)
+
+
+def test_submit_with_and_without_a_helper_prints_the_same_report() -> None:
+    helped = grade("submit", SAMPLE, "--format", "json")
+    alone = grade("submit", SAMPLE, "--format", "json", "--no-helper")
+    assert helped.code == alone.code == 0, helped.err + alone.err
+    assert helped.out == alone.out
