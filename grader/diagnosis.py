@@ -51,6 +51,8 @@ DESCRIPTIONS = {
     "missing-batch-mean": "The loss is a mean over the batch: its gradient carries the factor 1/N.",
     "mse-missing-factor-2": "d/dz (z - y)^2 = 2 (z - y): the factor 2 is missing.",
     "softmax-missing-onehot": "The softmax cross-entropy gradient is softmax(out) - onehot(y): subtract the one-hot targets.",
+    "product-rule-missing-term": "You left out a term of the product rule: (f g)' = f' g + f g', one term per factor.",
+    "product-rule-multiplied": "You multiplied the derivatives of the factors: (f g)' is f' g + f g', not f' g'.",
 }
 
 
@@ -197,6 +199,59 @@ def _sum_mistakes(chain: Chain, steps: list[Step]) -> list[Candidate]:
     return found
 
 
+def _product_terms(function: sympy.Expr, var: sympy.Symbol) -> list[tuple[sympy.Expr, sympy.Expr, list[sympy.Expr]]]:
+    """The products in a step's function: (term, constant factor, factors in var) for the function
+    itself or each term of a sum, when two or more factors depend on var. A factor 1/g makes it
+    a quotient, not taught as a product here."""
+    found = []
+    for term in function.args if isinstance(function, sympy.Add) else (function,):
+        constant, varying = term.as_independent(var, as_Add=False)
+        factors = list(varying.args) if isinstance(varying, sympy.Mul) else [varying]
+        if len(factors) >= 2 and not any(f.is_Pow and f.exp.is_negative for f in factors):
+            found.append((term, constant, factors))
+    return found
+
+
+def _product_mistakes(term: sympy.Expr, constant: sympy.Expr, factors: list[sympy.Expr],
+                      var: sympy.Symbol) -> list[tuple[str, str, sympy.Expr]]:
+    """Mistakes in differentiating one product c f g ...: (mistake, words, wrong d term/d var)."""
+    derivatives = [sympy.diff(f, var) for f in factors]
+    terms = [constant * derivatives[i] * sympy.Mul(*(factors[:i] + factors[i + 1:])) for i in range(len(factors))]
+    shown = to_text(term)
+    found = []
+    for i, factor in enumerate(factors):
+        if terms[i] != 0:
+            found.append(("product-rule-missing-term",
+                          f"In {shown}, you left out the product rule's term where {to_text(factor)} is differentiated, "
+                          f"{to_text(terms[i])}: (f g)' = f' g + f g' has one term per factor.",
+                          sympy.Add(*(terms[:i] + terms[i + 1:]))))
+    found.append(("product-rule-multiplied",
+                  f"You multiplied the derivatives of the factors of {shown}, "
+                  f"{' and '.join(to_text(d) for d in derivatives)}: (f g)' is f' g + f g', one term per factor.",
+                  constant * sympy.Mul(*derivatives)))
+    for i, factor in enumerate(factors):
+        others = constant * sympy.Mul(*(factors[:i] + factors[i + 1:]))
+        for mistake, words, wrong in _term_mistakes(factor, var):
+            found.append((mistake, f"In the factor {to_text(factor)} of {shown}, {words[0].lower()}{words[1:]}",
+                          sympy.Add(*(terms[:i] + terms[i + 1:])) + others * wrong))
+    return found
+
+
+def _product_step_mistakes(chain: Chain, steps: list[Step]) -> list[Candidate]:
+    """A step that differentiates a product (or a sum with products): a slip of the product
+    rule, or a chain-rule mistake inside one factor, everything else right."""
+    values = [step.value(chain) for step in steps]
+    found: list[Candidate] = []
+    for k, step in enumerate(steps):
+        bottom = symbol(step.bottom)
+        for term, constant, factors in _product_terms(step.function, bottom):
+            for mistake, words, wrong in _product_mistakes(term, constant, factors, bottom):
+                local = step.local - sympy.diff(term, bottom) + wrong
+                wrong_value = chain.expand(local.xreplace({bottom: step.inner}))
+                found.append(Candidate(mistake, words, sympy.Mul(*(values[:k] + [wrong_value] + values[k + 1:]))))
+    return found
+
+
 def _step_mistakes(chain: Chain, steps: list[Step], wrt: str, composite: bool) -> list[Candidate]:
     """Mistakes along one path: a dropped inner factor, or an outer derivative evaluated at the wrong place.
 
@@ -313,7 +368,7 @@ def expression_candidates(chain: Chain, derivative: Derivative) -> list[Candidat
         rest = [p.term for i, p in enumerate(paths) if i != index]
         for wrong in _step_mistakes(chain, path_steps(chain, path), derivative.wrt, composite=len(paths) == 1):
             found.append(Candidate(wrong.mistake, wrong.message, sympy.Add(wrong.expr, *rest)))
-        for wrong in _sum_mistakes(chain, path_steps(chain, path)):
+        for wrong in _sum_mistakes(chain, path_steps(chain, path)) + _product_step_mistakes(chain, path_steps(chain, path)):
             found.append(Candidate(wrong.mistake, wrong.message, sympy.Add(wrong.expr, *rest)))
     return found
 

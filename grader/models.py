@@ -34,6 +34,8 @@ MISTAKE_IDS = (
     "missing-batch-mean",
     "mse-missing-factor-2",
     "softmax-missing-onehot",
+    "product-rule-missing-term",
+    "product-rule-multiplied",
 )
 MistakeId = Literal[MISTAKE_IDS]  # type: ignore[valid-type]
 

@@ -433,6 +433,11 @@ def test_the_schema_is_json_schema_that_accepts_every_bundled_exercise(schema_te
         assert not problems, (path.name, problems)
 
 
+def test_the_bundled_schema_file_is_what_grade_schema_prints(schema_text: str) -> None:
+    """exercises/schema.json is what editors load beside the bundled bank: it must not lag the models."""
+    assert (ROOT / "exercises" / "schema.json").read_text(encoding="utf-8") == schema_text
+
+
 def test_the_schema_rejects_unknown_keys(schema_text: str) -> None:
     validator = jsonschema.Draft202012Validator(json.loads(schema_text))
     exercise = bank_data()[0]

@@ -88,6 +88,17 @@ WRONG = [
     Case("values", "slope-forgot", 12, "forgot-inner-derivative", ("did not multiply by du/dx = 2*x",)),
     Case("values", "step", 0.6, "sign-error", ("stepped uphill",)),
     Case("values", "step-forgot", 1.2, "forgot-inner-derivative", ("did not multiply by dr/dw = 2",)),
+    # products: y = x^2 e^(3x), z = x cos(x) + x^2
+    Case("product", "without-power-term", "3x^2 e^(3x)", "product-rule-missing-term",
+         ("In x^2*e^(3*x), you left out the product rule's term where x^2 is differentiated, 2*x*e^(3*x)",)),
+    Case("product", "without-exp-term", "2x e^(3x)", "product-rule-missing-term",
+         ("the product rule's term where e^(3*x) is differentiated, 3*x^2*e^(3*x)",)),
+    Case("product", "multiplied", "6x e^(3x)", "product-rule-multiplied",
+         ("You multiplied the derivatives of the factors of x^2*e^(3*x), 2*x and 3*e^(3*x)",)),
+    Case("product", "forgot-inside-factor", "(x^2 + 2x) e^(3x)", "forgot-inner-derivative",
+         ("In the factor e^(3*x) of x^2*e^(3*x), you differentiated e^u (with u = 3*x) but did not multiply by du/dx = 3",)),
+    Case("product", "in-a-sum", "cos(x) + 2x", "product-rule-missing-term",
+         ("In x*cos(x), you left out the product rule's term where cos(x) is differentiated",)),
     # a gradient, component by component
     Case("gradient", "one-forgot", ["e^(xy)", "x e^(xy)"], "forgot-inner-derivative",
          ("1 of 2 components are wrong", "∂f/∂x: You differentiated e^u", "∂u/∂x = y")),
@@ -97,6 +108,7 @@ WRONG = [
 RIGHT = [
     Case("sine-of-square", "right", "2x cos(x^2)", None),
     Case("two-paths", "right", "2t y + x cos(t)", None),
+    Case("product", "right", "(3x^2 + 2x) e^(3x)", None),
 ]
 
 
