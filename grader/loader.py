@@ -19,6 +19,9 @@ from grader.errors import InputError, InvalidFiles
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Model = TypeVar("Model", bound=BaseModel)
 MAX_FILE_BYTES = 1 << 20
+MAX_VALUES = 100_000
+"""Values one file may hold once YAML aliases are expanded: far more than any real file, far
+fewer than a few nested aliases can stand for."""
 
 _SAFE = yaml.constructor.SafeConstructor()
 _SCALAR_TAGS = {
@@ -74,7 +77,7 @@ def parse_yaml(text: str, path: str) -> Document:
         raise InputError(f"YAML syntax: {exc}", path) from None
     doc = Document(path, None)
     if node is not None:
-        doc.data = _plain(node, (), doc)
+        doc.data = _Walk(doc).plain(node, ())
     return doc
 
 
@@ -93,32 +96,57 @@ def _quoting_hint(text: str, line: int | None) -> str:
     return ""
 
 
-def _plain(node: yaml.Node, loc: tuple, doc: Document) -> Any:
-    line = node.start_mark.line + 1
-    doc.lines.setdefault(loc, line)
-    if isinstance(node, yaml.MappingNode):
+class _Walk:
+    """The node graph to plain data. Aliases (*name) share nodes, so a few lines can stand for
+    10**10 values (`&a [*a, *a]` nested deep) or for a value inside itself: both are refused
+    with their line instead of expanded."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.values = 0
+        self.open: set[int] = set()   # the collections being converted: a node among them is inside itself
+
+    def plain(self, node: yaml.Node, loc: tuple) -> Any:
+        doc = self.doc
+        line = node.start_mark.line + 1
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise InputError(f"more than {MAX_VALUES} values once its YAML aliases (*name) are expanded", doc.path, line)
+        doc.lines.setdefault(loc, line)
+        if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            if node.tag not in _SCALAR_TAGS:
+                raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
+            return _SAFE.yaml_constructors[node.tag](_SAFE, node)
+        if id(node) in self.open:
+            raise InputError("a YAML alias (*name) refers to a value that contains it", doc.path, line)
+        self.open.add(id(node))
+        try:
+            return self._mapping(node, loc) if isinstance(node, yaml.MappingNode) else self._sequence(node, loc)
+        finally:
+            self.open.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, loc: tuple) -> dict:
+        doc = self.doc
         if node.tag != "tag:yaml.org,2002:map":
-            raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
+            raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, node.start_mark.line + 1)
         result: dict = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise InputError("YAML merge keys (<<) are not allowed", doc.path, key_node.start_mark.line + 1)
-            key = _plain(key_node, loc + ("<key>",), doc)
+            key = self.plain(key_node, loc + ("<key>",))
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise InputError("mapping keys must be plain words", doc.path, key_node.start_mark.line + 1)
             key = str(key) if not isinstance(key, str) else key
             if key in result:
                 raise InputError(f"key '{key}' appears twice", doc.path, key_node.start_mark.line + 1)
             doc.lines[loc + (key,)] = key_node.start_mark.line + 1
-            result[key] = _plain(value_node, loc + (key,), doc)
+            result[key] = self.plain(value_node, loc + (key,))
         return result
-    if isinstance(node, yaml.SequenceNode):
+
+    def _sequence(self, node: yaml.SequenceNode, loc: tuple) -> list:
         if node.tag != "tag:yaml.org,2002:seq":
-            raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
-        return [_plain(item, loc + (i,), doc) for i, item in enumerate(node.value)]
-    if node.tag not in _SCALAR_TAGS:
-        raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
-    return _SAFE.yaml_constructors[node.tag](_SAFE, node)
+            raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", self.doc.path, node.start_mark.line + 1)
+        return [self.plain(item, loc + (i,)) for i, item in enumerate(node.value)]
 
 
 def validate(doc: Document, model: type[Model]) -> Model:

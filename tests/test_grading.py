@@ -158,6 +158,48 @@ def test_broken_answers_file_is_one_clear_message_with_its_line(tmp_path: Path):
     assert f"{file}:" in run.err and "Traceback" not in run.err + run.out
 
 
+def _alias_bomb(depth: int) -> str:
+    """`a0` holds 10 values, each `aK` ten `a(K-1)`: a few lines that stand for 10**depth values."""
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 10)}]" for k in range(1, depth + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("text, says", [
+    ("student: a\n" + _alias_bomb(9) + "answers: {}\n", "more than 100000 values once its YAML aliases"),
+    ("student: a\nloop: &loop [1, *loop]\nanswers: {}\n", "a YAML alias (*name) refers to a value that contains it"),
+])
+def test_yaml_alias_bombs_are_refused_at_once_with_their_line(tmp_path: Path, text: str, says: str):
+    file = tmp_path / "answers.yaml"
+    file.write_text(text)
+    started = time.monotonic()
+    run = grade("submit", file)
+    assert run.code == 2, run.out + run.err
+    assert f"{file}:" in run.err and says in run.err
+    assert "Traceback" not in run.err + run.out
+    assert time.monotonic() - started < 20
+
+
+def test_an_alias_bomb_in_an_exercise_file_stops_validate_with_its_line(tmp_path: Path):
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "bomb.yaml").write_text(_alias_bomb(9) + "id: bomb\ntitle: bomb\nkind: composite\nparts: []\n")
+    run = grade("validate", bank)
+    assert run.code == 2, run.out + run.err
+    assert "bomb.yaml:" in run.err + run.out and "more than 100000 values" in run.err + run.out
+    assert "Traceback" not in run.err + run.out
+
+
+def test_plain_aliases_still_work(tmp_path: Path):
+    file = tmp_path / "answers.yaml"
+    file.write_text("answers:\n  power-of-quadratic:\n    dydx: &same 6x(x^2+1)^2\n  sine-of-square:\n    dydx: *same\n")
+    run = grade("submit", file, "--answered", "--format", "json")
+    assert run.code == 0, run.err
+    parts = parts_of(run.json())
+    assert parts[("power-of-quadratic", "dydx")]["status"] == "correct"
+    assert parts[("sine-of-square", "dydx")]["answer"] == "6x(x^2+1)^2"
+
+
 def test_missing_answers_file_exits_2(tmp_path: Path):
     run = grade("submit", tmp_path / "nope.yaml")
     assert run.code == 2
