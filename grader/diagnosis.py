@@ -199,7 +199,7 @@ def _sum_mistakes(chain: Chain, steps: list[Step]) -> list[Candidate]:
     return found
 
 
-def _product_terms(function: sympy.Expr, var: sympy.Symbol) -> list[tuple[sympy.Expr, sympy.Expr, list[sympy.Expr]]]:
+def product_terms(function: sympy.Expr, var: sympy.Symbol) -> list[tuple[sympy.Expr, sympy.Expr, list[sympy.Expr]]]:
     """The products in a step's function: (term, constant factor, factors in var) for the function
     itself or each term of a sum, when two or more factors depend on var. A factor 1/g makes it
     a quotient, not taught as a product here."""
@@ -244,7 +244,7 @@ def _product_step_mistakes(chain: Chain, steps: list[Step]) -> list[Candidate]:
     found: list[Candidate] = []
     for k, step in enumerate(steps):
         bottom = symbol(step.bottom)
-        for term, constant, factors in _product_terms(step.function, bottom):
+        for term, constant, factors in product_terms(step.function, bottom):
             for mistake, words, wrong in _product_mistakes(term, constant, factors, bottom):
                 local = step.local - sympy.diff(term, bottom) + wrong
                 wrong_value = chain.expand(local.xreplace({bottom: step.inner}))

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import sympy
 
-from grader.diagnosis import link_label, path_steps
+from grader.diagnosis import Step, link_label, path_steps, product_terms
 from grader.parse import to_text
 from reference.backprop import explain as explain_network
-from reference.chain import Chain, Derivative
+from reference.chain import Chain, Derivative, peel, symbol
 
 if TYPE_CHECKING:
     from grader.compile import Compiled, PartReference
@@ -49,6 +49,26 @@ def derivative_label(chain: Chain | None, derivative: Derivative) -> str:
     return f"{d}{derivative.of}/{d}{derivative.wrt}"
 
 
+def _product_lines(step: Step) -> list[str]:
+    """The product rule for each product in a step's function, and the chain rule inside each composite factor."""
+    var = symbol(step.bottom)
+    lines = []
+    for term, constant, factors in product_terms(step.function, var):
+        derivatives = [sympy.diff(factor, var) for factor in factors]
+        terms = [" · ".join(f"({to_text(derivatives[j] if j == i else factor)})" for j, factor in enumerate(factors))
+                 for i in range(len(factors))]
+        scale = "" if constant == 1 else f"{to_text(constant)} · "
+        lines.append(f"Product rule for {to_text(term)}, one term per factor: {scale}[{' + '.join(terms)}]")
+        for factor, derivative in zip(factors, derivatives):
+            peeled = peel(factor, var)
+            if peeled is not None:
+                u = peeled.placeholder
+                lines.append(f"  Chain rule inside {to_text(factor)} = {to_text(peeled.outer)} with {u} = "
+                             f"{to_text(peeled.inner)}: ({to_text(peeled.outer_derivative.xreplace({u: peeled.inner}))}) · "
+                             f"({to_text(peeled.inner_derivative)}) = {to_text(derivative)}")
+    return lines
+
+
 def _composite(chain: Chain, derivative: Derivative) -> list[str]:
     """One path: the chain as links, then the four steps of the chain rule."""
     steps = path_steps(chain, derivative.paths[0])
@@ -57,7 +77,11 @@ def _composite(chain: Chain, derivative: Derivative) -> list[str]:
         return [f"{d} = 1"]
     if len(steps) == 1:
         step = steps[0]
-        lines = [f"{step.top} = {to_text(step.function)}, so {step.label} = {to_text(step.local)}"]
+        products = _product_lines(step)
+        if products:
+            lines = [f"{step.top} = {to_text(step.function)}", *products, f"So {step.label} = {to_text(step.local)}"]
+        else:
+            lines = [f"{step.top} = {to_text(step.function)}, so {step.label} = {to_text(step.local)}"]
         if _defined_names(chain, step.local):
             lines.append(f"Substitute back {_substitutions(chain, _defined_names(chain, step.local))}: "
                          f"{step.label} = {_tidy(derivative.value)}")
@@ -67,10 +91,12 @@ def _composite(chain: Chain, derivative: Derivative) -> list[str]:
     inner_words = "; ".join(f"{s.label} = {to_text(s.local)}" for s in inner)
     placeholders = {s.bottom: s.inner for s in steps[:-1]}
     back = ", ".join(f"{name} = {to_text(chain.expand(inner_expr))}" for name, inner_expr in placeholders.items())
+    products = [f"   {line}" for step in steps for line in _product_lines(step)]
     return [
         f"Read it as a chain of links: {links}",
         f"1. Outer derivative: {outer.label} = {to_text(outer.local)}",
         f"2. Inner derivative{'s, link by link' if len(inner) > 1 else ''}: {inner_words}",
+        *products,
         f"3. Product: {d} = {' · '.join(s.label for s in steps)} = {' · '.join(f'({to_text(s.local)})' for s in steps)}",
         f"4. Substitute back {back}: {d} = {_tidy(derivative.value)}",
     ]

@@ -173,3 +173,12 @@ def test_update_solution_ends_with_the_step() -> None:
 def test_a_variable_differentiated_by_itself_is_one() -> None:
     lines = _shown_solutions(_run("show", "two-paths", "--solution", "--exercises", str(FIXTURES / "bank")))
     assert lines["dtdt"] == ["dt/dt = 1"]
+
+
+def test_a_product_is_worked_with_the_product_rule_and_the_chain_rule_inside_its_factor() -> None:
+    lines = _shown_solutions(_run("show", "product-rule", "--student", "alice", "--solution"))["dydx"]
+    rule = _line(lines, "Product rule for x^2*e^(2*x)")
+    terms = rule.split(":", 1)[1].strip().removeprefix("[").removesuffix("]")
+    assert _same(_math(terms, "x"), 2 * x * sympy.exp(2 * x) + 2 * x**2 * sympy.exp(2 * x))
+    assert _same(_value(lines, "Chain rule inside e^(2*x)", "x"), 2 * sympy.exp(2 * x))
+    assert _same(_value(lines, "So dy/dx", "x"), (2 * x + 2 * x**2) * sympy.exp(2 * x))
