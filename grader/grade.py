@@ -240,31 +240,50 @@ def _matrix_rows(text: str) -> list[str] | None:
     return rows if rows and depth == 0 else None
 
 
-def _component_texts(ref: PartReference, answer: Any) -> list[Any]:
-    """An answer's components, flattened row by row: YAML lists, or one text "[a, b]" / "[[a, b], [c, d]]"."""
-    if isinstance(answer, str) and len(ref.shape) == 2:
-        answer = _matrix_rows(answer) or answer
+def _component_texts(ref: PartReference, answer: Any) -> tuple[list[Any], tuple[int, ...] | None]:
+    """An answer's components, flattened row by row (YAML lists, or one text "[a, b]" / "[[a, b], [c, d]]"),
+    and the shape they were given in: (rows, columns) for a list of rows, None for rows of different lengths."""
+    if len(ref.shape) == 2:
+        rows = _matrix_rows(answer) if isinstance(answer, str) else answer
+        if isinstance(rows, list) and rows and all(_is_row(row) for row in rows):
+            parsed = [row if isinstance(row, list) else list(parse_vector(row, ref.allowed)) for row in rows]
+            lengths = {len(row) for row in parsed}
+            return [item for row in parsed for item in row], (len(parsed), lengths.pop()) if len(lengths) == 1 else None
     if isinstance(answer, list):
-        flat: list[Any] = []
-        for item in answer:
-            if isinstance(item, list) and len(ref.shape) == 2:
-                flat.extend(item)
-            elif isinstance(item, str) and len(ref.shape) == 2:
-                flat.extend(parse_vector(item, ref.allowed))
-            else:
-                flat.append(item)
-        return flat
+        return list(answer), (len(answer),)
     if isinstance(answer, str):
-        return list(parse_vector(answer, ref.allowed))
-    return [answer]
+        items = list(parse_vector(answer, ref.allowed))
+        return items, (len(items),)
+    return [answer], (1,)
+
+
+def _is_row(item: Any) -> bool:
+    """A YAML list, or a bracketed text such as "[a, b]"; a bare "a" is one entry, not a row."""
+    return isinstance(item, list) or (isinstance(item, str) and item.strip()[:1] in ("[", "(", "<"))
+
+
+def _shape_problem(expected: tuple[int, ...], given: tuple[int, ...] | None, count: int) -> str | None:
+    """Why the answer's shape is not the reference's; a flat list is fine where the matrix is one row or one column."""
+    if len(expected) < 2:
+        return None if count == expected[0] else f"Expected {expected[0]} components, got {count}."
+    rows, columns = expected
+    wanted = f"Expected a {rows}×{columns} matrix: {rows} row{'s' if rows > 1 else ''} of {columns}"
+    if given is None:
+        return f"{wanted}; your rows have different lengths."
+    if given == expected or (len(given) == 1 and min(rows, columns) == 1 and count == rows * columns):
+        return None
+    if len(given) == 1:
+        return f"{wanted}, written as a list of rows such as [[a, b], [c, d]]; got {count} entries not in rows."
+    return f"{wanted}; got {given[0]} row{'s' if given[0] > 1 else ''} of {given[1]}."
 
 
 def _grade_components(compiled: Compiled, ref: PartReference, answer: Any, seed: int) -> PartResult:
     """Vectors and matrices: every component on its own, credit in proportion."""
     part = ref.part
-    items = _component_texts(ref, answer)
-    if len(items) != len(ref.exprs):
-        return _result(part, "incorrect", f"Expected {len(ref.exprs)} components, got {len(items)}.", answer)
+    items, shape = _component_texts(ref, answer)
+    problem = _shape_problem(ref.shape, shape, len(items))
+    if problem is not None:
+        return _result(part, "incorrect", problem, answer)
     labels = _labels(compiled, ref)
     exprs = []
     for index, item in enumerate(items):

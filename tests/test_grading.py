@@ -269,6 +269,34 @@ def test_a_jacobian_may_be_typed_as_one_text_or_as_yaml_rows(tmp_path: Path):
     assert wrong["mistake"] == "forgot-inner-derivative" and "∂g/∂y" in wrong["feedback"]
 
 
+def test_a_matrix_answer_must_have_the_matrix_shape(tmp_path: Path):
+    """The entries of a 3x2 Jacobian in the right order are still wrong as 2 rows of 3, 6 rows of 1, or unarranged."""
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "jacobian.yaml").write_text(
+        "id: jac\ntitle: a Jacobian\nkind: total\nvariables: [r, t]\n"
+        "define: {x: r cos(t), y: r sin(t), z: r t}\n"
+        "parts:\n  - {id: m, answer: matrix, derivative: {of: [x, y, z], wrt: [r, t]}}\n"
+        "  - {id: column, answer: matrix, derivative: {of: [x, y], wrt: [r]}}\n")
+    entries = '"cos t", "-r sin t", "sin t", "r cos t", "t", "r"'
+    cases = {
+        "right": ('"[[cos t, -r sin t], [sin t, r cos t], [t, r]]"', "correct", ""),
+        "transposed-shape": ('"[[cos t, -r sin t, sin t], [r cos t, t, r]]"', "incorrect", "got 2 rows of 3"),
+        "flat": (f"[{entries}]", "incorrect", "got 6 entries not in rows"),
+        "one-row": (f'"[[{entries.replace(chr(34), "")}]]"', "incorrect", "got 1 row of 6"),
+        "ragged": ('"[[cos t, -r sin t], [sin t], [r cos t, t, r]]"', "incorrect", "your rows have different lengths"),
+    }
+    for name, (answer, status, says) in cases.items():
+        column = '"[cos t, sin t]"'
+        (tmp_path / f"{name}.yaml").write_text(f"answers:\n  jac:\n    m: {answer}\n    column: {column}\n")
+        run = grade("submit", tmp_path / f"{name}.yaml", "--exercises", bank, "--format", "json")
+        assert run.code == 0, run.err
+        parts = parts_of(run.json())
+        assert parts[("jac", "m")]["status"] == status, (name, parts[("jac", "m")])
+        assert says in parts[("jac", "m")]["feedback"], (name, parts[("jac", "m")]["feedback"])
+        assert parts[("jac", "column")]["status"] == "correct", "a flat list is fine for a one-column matrix"
+
+
 def test_check_reports_a_bad_expected_side_or_variable_name_clearly():
     unknown = grade("check", "2y", "2y")
     assert unknown.code == 2 and "EXPECTED '2y': unknown name 'y'" in unknown.err and "--var" in unknown.err
