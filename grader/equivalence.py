@@ -27,13 +27,23 @@ DPS = 50
 """Decimal digits of every evaluation."""
 
 EXPR_REL_TOL = 1e-30
-"""Largest accepted |reference - answer|, relative to the largest magnitude either side saw.
+"""Largest accepted |reference - answer|, relative to the larger of the two values and the largest
+magnitude the reference saw (never the answer's: an answer cannot widen its own tolerance with
+huge intermediates such as cosh(100)^2 - sinh(100)^2).
 
 Rounding at 50 digits leaves errors near 1e-50 of the largest intermediate; 20 digits of
 headroom absorb the amplification of cancellation-heavy but equal forms (expanded (x+1)**30
-near x = -1, (1 - cos x)/x**2 at small x). Perturbations at or above 1e-20 of the scale are
-rejected, which covers x/10**20 against 0 (the difference is exactly 1e-20 of |x|).
+near x = -1, (1 - cos x)/x**2 at small x). An answer whose own intermediates are so large that
+its rounding could reach the tolerance is evaluated again with more digits (`evaluate`).
+Perturbations at or above 1e-20 of the scale are rejected, which covers x/10**20 against 0
+(the difference is exactly 1e-20 of |x|).
 """
+
+MAX_DPS = 1000
+"""Most digits an answer is ever evaluated with; an answer needing more is judged as computed."""
+
+GUARD_DIGITS = 5
+"""How far below the tolerance an answer's rounding must stay."""
 
 VALUE_REL_TOL = 1e-6
 """Relative tolerance of numeric `value` answers: students type rounded decimals."""
@@ -312,9 +322,10 @@ class RealFunction:
     and undefined functions f(x), raise TypeError at construction.
     """
 
-    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol]):
+    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol], dps: int = DPS):
         self.expr = expr
         self.variables = tuple(variables)
+        self.dps = dps
         self._index = {symbol: i for i, symbol in enumerate(self.variables)}
         stray = expr.free_symbols - set(self.variables)
         if stray:
@@ -322,7 +333,7 @@ class RealFunction:
             allowed = ", ".join(map(str, self.variables)) or "none"
             raise ValueError(f"{expr} uses {names}; the variables are {allowed}")
         self._base_mag = _NO_MAG
-        with mpmath.workdps(DPS):
+        with mpmath.workdps(dps):
             self._root = self._compile(expr)
 
     def __call__(self, point: Sequence[mpmath.mpf]) -> tuple[mpmath.mpf, mpmath.mpf]:
@@ -333,7 +344,7 @@ class RealFunction:
         """
         if len(point) != len(self.variables):
             raise ValueError(f"expected {len(self.variables)} coordinates, got {len(point)}")
-        with mpmath.workdps(DPS):
+        with mpmath.workdps(self.dps):
             state = _State(tuple(mpmath.mpf(c) for c in point), self._base_mag)
             value = self._root(state)
             return value, _scale(state.mag)
@@ -397,7 +408,7 @@ class RealFunction:
         elif atom.is_Float:
             value = mpmath.mpf(str(atom))
         else:
-            approx = atom.evalf(DPS + 10)
+            approx = atom.evalf(self.dps + 10)
             if not approx.is_Float:
                 return _undefined
             value = mpmath.mpf(str(approx))
@@ -620,16 +631,47 @@ def sample(
 
 
 def evaluate(
-    fn: RealFunction, points: Sequence[Sequence[mpmath.mpf]]
+    fn: RealFunction,
+    points: Sequence[Sequence[mpmath.mpf]],
+    against: Sequence[tuple[mpmath.mpf, mpmath.mpf] | None] | None = None,
 ) -> list[tuple[mpmath.mpf, mpmath.mpf] | None]:
-    """(value, scale) at each point, None where `fn` is undefined."""
+    """(value, scale) at each point, None where `fn` is undefined.
+
+    With `against` (the reference's values at the same points), a point where `fn`'s own
+    intermediates dwarf the reference, so that rounding at fn.dps digits could reach the
+    tolerance, is evaluated again with as many more digits as that takes (at most MAX_DPS).
+    """
     results: list[tuple[mpmath.mpf, mpmath.mpf] | None] = []
-    for point in points:
+    for index, point in enumerate(points):
         try:
-            results.append(fn(point))
+            result = fn(point)
         except Undefined:
             results.append(None)
+            continue
+        digits = _digits_needed(result, against[index] if against is not None else None, fn.dps)
+        if digits is not None:
+            try:
+                result = RealFunction(fn.expr, fn.variables, dps=digits)(point)
+            except Undefined:
+                result = None
+        results.append(result)
     return results
+
+
+def _digits_needed(answer: tuple[mpmath.mpf, mpmath.mpf], reference: tuple[mpmath.mpf, mpmath.mpf] | None,
+                   dps: int) -> int | None:
+    """More digits for an answer whose rounding (its scale times 10**-dps) could reach the
+    tolerance relative to the reference; None when `dps` is enough (or nothing would be)."""
+    if reference is None:
+        return None
+    (_value, scale), (expected, expected_scale) = answer, reference
+    with mpmath.workdps(DPS):
+        floor = max(abs(expected), expected_scale)
+        if not scale or not floor:
+            return None
+        lost = int(mpmath.ceil(mpmath.log10(scale / floor)))
+    needed = lost - int(math.log10(EXPR_REL_TOL)) + GUARD_DIGITS
+    return min(needed, MAX_DPS) if needed > dps else None
 
 
 @dataclass(frozen=True)
@@ -667,8 +709,9 @@ def _plainness(point: Sequence[mpmath.mpf]) -> float:
 
 
 def _close(ref: tuple[mpmath.mpf, mpmath.mpf], ans: tuple[mpmath.mpf, mpmath.mpf], rel_tol: float) -> bool:
-    (expected, expected_scale), (got, got_scale) = ref, ans
-    return abs(expected - got) <= rel_tol * max(abs(expected), abs(got), expected_scale, got_scale)
+    """Within rel_tol of the larger value or of the reference's scale; the answer's scale never counts."""
+    (expected, expected_scale), (got, _got_scale) = ref, ans
+    return abs(expected - got) <= rel_tol * max(abs(expected), abs(got), expected_scale)
 
 
 def agrees(
@@ -747,8 +790,9 @@ def equivalent(
     """
     samples = sample(RealFunction(reference, variables), len(variables), seed=seed, count=count)
     points = [point for point, _ in samples]
-    answer_values = evaluate(RealFunction(answer, variables), points)
-    return compare([value for _, value in samples], answer_values, points, variables)
+    reference_values = [value for _, value in samples]
+    answer_values = evaluate(RealFunction(answer, variables), points, reference_values)
+    return compare(reference_values, answer_values, points, variables)
 
 
 def _constant_value(value: sympy.Expr | float) -> mpmath.mpf | None:

@@ -107,7 +107,7 @@ def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
 def judge(compiled: Compiled, expr: sympy.Expr, answer: sympy.Expr, seed: int) -> tuple[Verdict, Oracle, list]:
     """Compare an answer with a reference on the reference's real domain."""
     ref = oracle(compiled, expr, seed)
-    values = evaluate(RealFunction(answer, ref.variables), ref.points)
+    values = evaluate(RealFunction(answer, ref.variables), ref.points, ref.values)
     return compare(ref.values, values, ref.points, ref.variables), ref, values
 
 

@@ -443,3 +443,14 @@ def test_agrees_is_the_verdict_of_compare(pairs, rel_tol):
     points = [(mpmath.mpf(i + 1) / 3,) for i in range(len(pairs))]
     verdict = compare(reference, answer, points, [sympy.Symbol("x")], rel_tol=rel_tol)
     assert agrees(reference, answer, rel_tol=rel_tol) == verdict.equal
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.integers(min_value=20, max_value=400), st.integers(min_value=-9, max_value=9))
+def test_huge_intermediates_in_an_answer_neither_widen_its_tolerance_nor_break_an_honest_one(power: int, offset: int) -> None:
+    """10^k (sin^2 + cos^2) - 10^k is 0 however large k: with it an answer is right exactly when it was
+    right without it. At 50 digits its rounding alone is about 10^(k-50), so this needs the extra digits
+    `evaluate` takes for such answers, and a tolerance scaled by the reference alone."""
+    big = sympy.Integer(10) ** power
+    zero = sympy.Mul(big, sympy.sin(x) ** 2 + sympy.cos(x) ** 2, evaluate=False) - big
+    assert equivalent(2 * x, 2 * x + offset + zero, [x]).equal == (offset == 0)

@@ -79,6 +79,12 @@ TRICKY = [
     ("1/x", "ln'(x)", ["x"], None),
     ("6x(x^2+1)^2", "6x^5 + 12x^3 + 6x", ["x"], True),
     ("x y cos(x y^2)", "xy cos(xy^2)", ["x", "y"], True),
+    # an answer's own huge intermediates never widen the tolerance, and honest cancellation still passes
+    ("2x", "2x + 7 + cosh(100)^2 - sinh(100)^2", ["x"], False),
+    ("2x", "2x + 10^9 + 10^40(sin(x)^2 + cos(x)^2) - 10^40", ["x"], False),
+    ("2x", "2x + x^100/10^31", ["x"], False),
+    ("2x", "2x + 1 + cosh(100)^2 - sinh(100)^2 - 2", ["x"], True),
+    ("x^2", "(x + 10^20)^2 - 10^40 - 2*10^20 x", ["x"], True),
 ]
 
 
