@@ -5,6 +5,7 @@ Imports are lazy so that `grade --help`, `grade list` and `grade show` never loa
 from __future__ import annotations
 
 import gc
+import math
 import os
 import sys
 from enum import Enum
@@ -44,7 +45,24 @@ ExercisesOpt = typer.Option(None, "--exercises", help="A folder of exercise YAML
 StudentOpt = typer.Option(None, "--student", help="Student id: selects the variant of randomized exercises (overrides answers.yaml).")
 FormatOpt = typer.Option(Format.text, "--format", help="Output format.")
 OutputOpt = typer.Option(None, "--output", "-o", help="Write the output to this file (atomically) instead of stdout.")
-FailUnderOpt = typer.Option(None, "--fail-under", help="Exit 1 when the score is under this percentage (0-100).")
+
+
+def _seconds(value: Optional[float]) -> Optional[float]:
+    """Budgets and time-outs: finite and positive (nan, inf, 0 and negatives are usage errors)."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise typer.BadParameter(f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}, got {value}")
+    return value
+
+
+def _percentage(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 100):
+        raise typer.BadParameter(f"must be a percentage from 0 to 100, got {value}")
+    return value
+
+
+MAX_SECONDS = 3600.0
+FailUnderOpt = typer.Option(None, "--fail-under", callback=_percentage,
+                            help="Exit 1 when the score is under this percentage (0-100).")
 
 
 def _fail(message: str) -> None:
@@ -127,8 +145,8 @@ def submit(
     output: Optional[Path] = OutputOpt,
     fail_under: Optional[float] = FailUnderOpt,
     explain: bool = typer.Option(False, "--explain", help="Add the worked solution to every part that is not correct."),
-    budget: float = typer.Option(2.0, "--budget", help="Seconds allowed for checking one answer."),
-    code_timeout: float = typer.Option(5.0, "--code-timeout", help="Seconds one call of the student's code may take (30 s in all per code file)."),
+    budget: float = typer.Option(2.0, "--budget", callback=_seconds, help="Seconds allowed for checking one answer."),
+    code_timeout: float = typer.Option(5.0, "--code-timeout", callback=_seconds, help="Seconds one call of the student's code may take (30 s in all per code file)."),
     helper: bool = typer.Option(True, "--helper/--no-helper", help="Let a forked helper grade about half of the typed exercises on a second core (Linux, 2+ CPUs). Same report either way; --no-helper when other jobs already fill the cores."),
 ) -> None:
     """Grade a submission: every exercise of the bank (unanswered ones are `missing`)."""
@@ -211,7 +229,7 @@ def batch(
     shard: Optional[str] = typer.Option(None, "--shard", help="K/N: grade only the K-th of N deterministic slices (1-based)."),
     format: Format = typer.Option(Format.csv, "--format", help="Output format (csv: the gradebook)."),
     output: Optional[Path] = OutputOpt,
-    fail_under: Optional[float] = typer.Option(None, "--fail-under", help="Exit 1 when any graded submission is under this percentage."),
+    fail_under: Optional[float] = typer.Option(None, "--fail-under", callback=_percentage, help="Exit 1 when any graded submission is under this percentage."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
 ) -> None:
     """CI: grade every submission folder under FOLDER, in parallel."""

@@ -6,7 +6,9 @@ every value keeps the line it came from.
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +21,9 @@ from grader.errors import InputError, InvalidFiles
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 Model = TypeVar("Model", bound=BaseModel)
 MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 100
+"""Lists and mappings nested deeper than this are refused before YAML reads them: libyaml's composer
+recurses in C, and tens of thousands of `[` (a 100 KB file) overflow its stack."""
 MAX_VALUES = 100_000
 """Values one file may hold once YAML aliases are expanded: far more than any real file, far
 fewer than a few nested aliases can stand for."""
@@ -50,10 +55,10 @@ class Document:
 
 
 def read_text(path: Path) -> str:
+    """A regular file's UTF-8 text, at most MAX_FILE_BYTES: a FIFO or a symlink to /dev/zero would
+    otherwise block or grow without end."""
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"file is larger than {MAX_FILE_BYTES // 1024} KB", str(path))
-        return path.read_text(encoding="utf-8")
+        return read_regular(path, MAX_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise InputError("no such file", str(path)) from None
     except IsADirectoryError:
@@ -64,8 +69,28 @@ def read_text(path: Path) -> str:
         raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
 
 
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (InputError otherwise); OSError passes through."""
+    with open(path, "rb", opener=_nonblocking) as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError("is a folder, not a file", str(path))
+        if not stat.S_ISREG(mode):
+            raise InputError("is not a regular file", str(path))
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InputError(f"file is larger than {limit // 1024} KB", str(path))
+    return data
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without waiting: opening a FIFO for reading blocks until a writer comes."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
 def parse_yaml(text: str, path: str) -> Document:
     """YAML text to plain data; any syntax error or unsafe tag is an InputError with its line."""
+    _check_flow_depth(text, path)
     try:
         node = yaml.compose(text, Loader=Loader)
     except yaml.MarkedYAMLError as exc:
@@ -79,6 +104,20 @@ def parse_yaml(text: str, path: str) -> Document:
     if node is not None:
         doc.data = _Walk(doc).plain(node, ())
     return doc
+
+
+def _check_flow_depth(text: str, path: str) -> None:
+    """Refuse `[[[[...` and `{a: {a: ...` nested past MAX_DEPTH (counting brackets inside quoted
+    text too: no honest file comes near)."""
+    depth = 0
+    for line_number, line in enumerate(text.splitlines(), 1):
+        for char in line:
+            if char in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise InputError(f"lists or mappings nested more than {MAX_DEPTH} deep", path, line_number)
+            elif char in "]}":
+                depth = max(depth - 1, 0)
 
 
 _INDICATORS = re.compile(r"^\s*(?:-\s+)?[^\s#:][^:#]*:\s+([|>*&!%@`])")
@@ -116,9 +155,14 @@ class _Walk:
         if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             if node.tag not in _SCALAR_TAGS:
                 raise InputError(f"tag {node.tag} is not allowed (plain YAML only)", doc.path, line)
-            return _SAFE.yaml_constructors[node.tag](_SAFE, node)
+            try:
+                return _SAFE.yaml_constructors[node.tag](_SAFE, node)
+            except ValueError as exc:   # e.g. an integer of more than 4300 digits
+                raise InputError(f"cannot read this value: {exc}".split(";")[0], doc.path, line) from None
         if id(node) in self.open:
             raise InputError("a YAML alias (*name) refers to a value that contains it", doc.path, line)
+        if len(self.open) >= MAX_DEPTH:
+            raise InputError(f"lists or mappings nested more than {MAX_DEPTH} deep", doc.path, line)
         self.open.add(id(node))
         try:
             return self._mapping(node, loc) if isinstance(node, yaml.MappingNode) else self._sequence(node, loc)

@@ -12,7 +12,7 @@ from typing import Any
 
 from grader.bank import Bank, Entry
 from grader.errors import InputError
-from grader.loader import Document, load
+from grader.loader import Document, load, read_regular
 from grader.models import Submission
 from grader.report import Report
 
@@ -29,15 +29,19 @@ class Prepared:
     problems: list[str] = field(default_factory=list)
 
 
-def _read_code(path: Path, problems: list[str]) -> str | None:
+def _read_code(path: Path, folder: Path, problems: list[str]) -> str | None:
+    """The code file's text, if it is a regular file inside the submission's folder (a link out of
+    it, say to a classmate's solution.py, is not run) of at most MAX_CODE_BYTES."""
+    if not path.resolve().is_relative_to(folder.resolve()):
+        problems.append(f"{path}: outside the submission's folder (a link, .. or an absolute path); not run")
+        return None
     try:
-        if path.stat().st_size > MAX_CODE_BYTES:
-            problems.append(f"{path}: larger than {MAX_CODE_BYTES // 1024} KB; not run")
-            return None
-        return path.read_text(encoding="utf-8")
+        return read_regular(path, MAX_CODE_BYTES).decode("utf-8")
+    except InputError as exc:
+        problems.append(f"{path}: {exc.message}; not run")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{path}: cannot read ({type(exc).__name__})")
-        return None
+    return None
 
 
 def prepare(submission: Submission, doc: Document, folder: Path, student: str | None, entries: list[Entry],
@@ -69,7 +73,7 @@ def prepare(submission: Submission, doc: Document, folder: Path, student: str | 
         own = folder / f"{entry.exercise.id}.py"
         path = own if own.is_file() else default
         if path not in sources:
-            sources[path] = _read_code(path, prepared.problems) if path.is_file() else None
+            sources[path] = _read_code(path, folder, prepared.problems) if path.is_file() else None
         if sources[path] is not None:
             prepared.code[entry.exercise.id] = (path, sources[path])  # type: ignore[assignment]
     if submission.code and not default.is_file():

@@ -473,3 +473,30 @@ def test_unknown_ci_kind() -> None:
         ci_recipe("jenkins")
     run = _grade("ci-template", "--kind", "jenkins")
     assert run.returncode == 2 and "unknown CI kind" in run.stderr
+
+
+def test_hostile_strings_leave_every_format_valid(klass: Class, tmp_path: Path) -> None:
+    """A student id with control characters and a spreadsheet formula, and code printing escapes and
+    `]]>`: the JUnit file still parses, no terminal escape reaches text or Markdown, and the CSV
+    cell is not a formula."""
+    folder = tmp_path / "class"
+    nasty = '=HYPERLINK("http://evil","x")\x01\x1b[31m'
+    _write(folder / "mallory" / "answers.yaml", json.dumps({"student": nasty, "answers": {}}))
+    _write(folder / "mallory" / "solution.py", 'print("\\x01\\x02\\x1b]]></system-out>", end="")\n' + textwrap.dedent(RIGHT_CODE))
+    _write(folder / "alice" / "answers.yaml", _answers("alice@example.edu", _variant_a(klass.bank, "alice@example.edu"), right=True))
+    _write(folder / "alice" / "solution.py", RIGHT_CODE)
+    outputs = {}
+    for fmt in ("junit", "text", "markdown", "csv", "json", "gradescope"):
+        run = subprocess.run([*CLI, "batch", str(folder), "--exercises", str(klass.bank), "--format", fmt, "--jobs", "1"],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        outputs[fmt] = run.stdout
+    root = ET.fromstring(outputs["junit"])
+    assert {suite.get("name") for suite in root.iter("testsuite")} == {"alice@example.edu", '=HYPERLINK("http://evil","x")\\x01\\x1b[31m'}
+    assert any("\\x1b]]></system-out>" in (out.text or "") for out in root.iter("system-out"))
+    for fmt in ("junit", "text", "markdown", "csv"):
+        assert "\x1b" not in outputs[fmt] and "\x01" not in outputs[fmt], fmt
+    rows = {row["submission"]: row for row in csv.DictReader(io.StringIO(outputs["csv"]))}
+    assert rows["mallory"]["student"].startswith("'=HYPERLINK")
+    assert json.loads(outputs["json"])[1]["report"]["student"] == nasty, "JSON keeps the data, escaped"
+    json.loads(outputs["gradescope"])

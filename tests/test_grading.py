@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -194,6 +195,69 @@ def test_an_alias_bomb_in_an_exercise_file_stops_validate_with_its_line(tmp_path
     assert run.code == 2, run.out + run.err
     assert "bomb.yaml:" in run.err + run.out and "more than 100000 values" in run.err + run.out
     assert "Traceback" not in run.err + run.out
+
+
+@pytest.mark.parametrize("answer, says", [
+    ("[" * 50000 + "]" * 50000, "nested more than 100 deep"),
+    ("9" * 5000, "Exceeds the limit (4300 digits)"),
+])
+def test_absurd_yaml_values_are_refused_with_their_line(tmp_path: Path, answer: str, says: str):
+    """50000 nested `[` crashed libyaml's composer (a segfault); a 5000-digit integer raised ValueError."""
+    file = tmp_path / "answers.yaml"
+    file.write_text(f"answers:\n  power-of-quadratic:\n    dydx: {answer}\n")
+    run = grade("submit", file)
+    assert run.code == 2, (run.code, run.err[-300:])
+    assert f"{file}:3:" in run.err and says in run.err and "Traceback" not in run.err
+
+
+def test_block_nesting_past_the_limit_is_refused_not_a_recursion_error(tmp_path: Path):
+    file = tmp_path / "answers.yaml"
+    file.write_text("answers:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(300)) + " " * 302 + "x\n")
+    run = grade("submit", file)
+    assert run.code == 2 and "nested more than 100 deep" in run.err, run.err[-300:]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero")
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_an_answers_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str):
+    """A FIFO blocked the grader; a link to /dev/zero grew its memory without end."""
+    file = tmp_path / "answers.yaml"
+    if kind == "fifo":
+        os.mkfifo(file)
+    else:
+        file.symlink_to("/dev/zero")
+    run = grade("submit", file, timeout=30)
+    assert run.code == 2 and "is not a regular file" in run.err, run.err
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_code_from_outside_the_submission_folder_is_not_run(tmp_path: Path, how: str):
+    """One student must not be graded on a classmate's solution.py (or on any file of the machine)."""
+    alice, judy = tmp_path / "alice", tmp_path / "judy"
+    alice.mkdir()
+    judy.mkdir()
+    (alice / "solution.py").write_text((ROOT / "examples/sample/solution.py").read_text())
+    code = {"dotdot": "code: ../alice/solution.py\n", "absolute": f"code: {alice / 'solution.py'}\n", "symlink": ""}[how]
+    if how == "symlink":
+        (judy / "solution.py").symlink_to(alice / "solution.py")
+    (judy / "answers.yaml").write_text(f"student: judy\n{code}answers: {{}}\n")
+    run = grade("submit", judy / "answers.yaml", "--only", "gaussian-in-code", "--format", "json")
+    assert run.code == 0, run.err
+    assert "outside the submission's folder" in run.err
+    assert {part["status"] for part in parts_of(run.json()).values()} == {"missing"}
+
+
+@pytest.mark.parametrize("option", [["--budget", "0"], ["--budget", "nan"], ["--budget", "inf"], ["--code-timeout", "-5"],
+                                    ["--code-timeout", "nan"], ["--fail-under", "nan"], ["--fail-under", "101"]])
+def test_nonsense_limits_are_usage_errors(option: list[str]):
+    run = grade("submit", ROOT / "examples/sample/answers.yaml", *option)
+    assert run.code == 2, (option, run.code, run.err)
+    assert "Invalid value for" in run.err and "Traceback" not in run.err
+
+
+def test_output_to_a_folder_is_a_usage_error(tmp_path: Path):
+    run = grade("submit", ROOT / "examples/sample/answers.yaml", "--output", tmp_path)
+    assert run.code == 2 and "is a folder" in run.err and "Traceback" not in run.err
 
 
 def test_plain_aliases_still_work(tmp_path: Path):

@@ -19,8 +19,13 @@ def _rows(entries: list[tuple[str, str, Report | None, str]]) -> str:
     for folder, student, rep, error in entries:
         scores = {e.id: f"{e.score:g}" for e in rep.exercises} if rep else {}
         total = (f"{rep.score:g}", f"{rep.max_score:g}") if rep else ("0", "")
-        writer.writerow([student, folder, *total, *(scores.get(i, "") for i in exercise_ids), error])
+        writer.writerow([_cell(student), _cell(folder), *total, *(scores.get(i, "") for i in exercise_ids), _cell(error)])
     return buffer.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A text cell that a spreadsheet will not run as a formula (=HYPERLINK(...) as a student id)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def report(rep: Report) -> str:
