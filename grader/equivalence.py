@@ -319,15 +319,19 @@ class RealFunction:
     sympy. A Float stands for the decimal it prints as, so 0.1 means 1/10 to 50 digits.
     Functions without a hand-written rule are evaluated by `sympy.lambdify(..., "mpmath")`
     on their (real-checked) arguments; non-function nodes such as Derivative or Integral,
-    and undefined functions f(x), raise TypeError at construction.
+    and undefined functions f(x), raise TypeError at construction. `guards` are expressions
+    that must be defined too (their values are not used): what the writer typed before sympy
+    simplified it (grader.parse.Reading).
     """
 
-    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol], dps: int = DPS):
+    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol], dps: int = DPS,
+                 guards: Sequence[sympy.Expr] = ()):
         self.expr = expr
         self.variables = tuple(variables)
         self.dps = dps
+        self.guards = tuple(guards)
         self._index = {symbol: i for i, symbol in enumerate(self.variables)}
-        stray = expr.free_symbols - set(self.variables)
+        stray = sympy.Add(expr, *self.guards, evaluate=False).free_symbols - set(self.variables)
         if stray:
             names = ", ".join(sorted(map(str, stray)))
             allowed = ", ".join(map(str, self.variables)) or "none"
@@ -335,6 +339,7 @@ class RealFunction:
         self._base_mag = _NO_MAG
         with mpmath.workdps(dps):
             self._root = self._compile(expr)
+            self._guards = [self._compile(guard) for guard in self.guards]
 
     def __call__(self, point: Sequence[mpmath.mpf]) -> tuple[mpmath.mpf, mpmath.mpf]:
         """(value, scale), or raise Undefined.
@@ -346,6 +351,8 @@ class RealFunction:
             raise ValueError(f"expected {len(self.variables)} coordinates, got {len(point)}")
         with mpmath.workdps(self.dps):
             state = _State(tuple(mpmath.mpf(c) for c in point), self._base_mag)
+            for guard in self._guards:
+                guard(state)
             value = self._root(state)
             return value, _scale(state.mag)
 
@@ -651,7 +658,7 @@ def evaluate(
         digits = _digits_needed(result, against[index] if against is not None else None, fn.dps)
         if digits is not None:
             try:
-                result = RealFunction(fn.expr, fn.variables, dps=digits)(point)
+                result = RealFunction(fn.expr, fn.variables, dps=digits, guards=fn.guards)(point)
             except Undefined:
                 result = None
         results.append(result)

@@ -24,7 +24,7 @@ from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxErr
 from grader.launch import Launched, launch
 from grader.models import Exercise, Part
 from grader.options import Options
-from grader.parse import parse_expression, parse_vector, to_text
+from grader.parse import Reading, parse_expression, read_expression, read_vector, to_text
 from grader.report import ExerciseResult, PartResult, Report, total
 from grader.sandbox import CallResult, Sandbox
 from grader.variants import Value, draw
@@ -104,10 +104,10 @@ def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
     return compiled.oracles[key]
 
 
-def judge(compiled: Compiled, expr: sympy.Expr, answer: sympy.Expr, seed: int) -> tuple[Verdict, Oracle, list]:
-    """Compare an answer with a reference on the reference's real domain."""
+def judge(compiled: Compiled, expr: sympy.Expr, answer: Reading, seed: int) -> tuple[Verdict, Oracle, list]:
+    """Compare an answer with a reference on the reference's real domain (the answer as typed: see Reading)."""
     ref = oracle(compiled, expr, seed)
-    values = evaluate(RealFunction(answer, ref.variables), ref.points, ref.values)
+    values = evaluate(RealFunction(answer.expr, ref.variables, guards=answer.guards), ref.points, ref.values)
     return compare(ref.values, values, ref.points, ref.variables), ref, values
 
 
@@ -159,15 +159,22 @@ def _grade_typed(compiled: Compiled, ref: PartReference, answer: Any, seed: int)
     if part.answer == "expression":
         if not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
             return _result(part, "invalid", "Expected one expression, got a list.", answer)
-        expr = compiled.expand(parse_expression(str(answer), ref.allowed))
-        return _grade_expression(compiled, ref, 0, expr, answer, seed)
+        reading = _expanded(compiled, read_expression(str(answer), ref.allowed))
+        return _grade_expression(compiled, ref, 0, reading, answer, seed)
     return _grade_components(compiled, ref, answer, seed)
 
 
-def _judge_component(compiled: Compiled, ref: PartReference, index: int, expr: sympy.Expr,
+def _expanded(compiled: Compiled, reading: Reading) -> Reading:
+    """An answer in free variables only (defined names substituted), with the guards it still needs."""
+    expr = compiled.expand(reading.expr)
+    guards = (compiled.expand(guard) for guard in reading.guards)
+    return Reading(expr, tuple(guard for guard in guards if not expr.has(guard)))
+
+
+def _judge_component(compiled: Compiled, ref: PartReference, index: int, answer: Reading,
                      seed: int) -> tuple[Verdict, diagnosis.Finding | None]:
     """The verdict on one expression and, when it is wrong, the known mistake that explains it."""
-    verdict, orc, values = judge(compiled, ref.exprs[index], expr, seed)
+    verdict, orc, values = judge(compiled, ref.exprs[index], answer, seed)
     if verdict.reason == "no-domain":
         raise InputError(f"{compiled.path}: part {ref.part.id}: the reference is not real anywhere we looked")
     if verdict.equal:
@@ -175,13 +182,16 @@ def _judge_component(compiled: Compiled, ref: PartReference, index: int, expr: s
     return verdict, diagnosis.diagnose_expression(compiled, ref, index, orc, values)
 
 
-def _grade_expression(compiled: Compiled, ref: PartReference, index: int, expr: sympy.Expr, answer: Any, seed: int) -> PartResult:
+def _grade_expression(compiled: Compiled, ref: PartReference, index: int, reading: Reading, answer: Any, seed: int) -> PartResult:
     part = ref.part
-    understood = to_text(expr)
-    verdict, found = _judge_component(compiled, ref, index, expr, seed)
+    understood = to_text(reading.expr)
+    verdict, found = _judge_component(compiled, ref, index, reading, seed)
     if verdict.equal:
         return _result(part, "correct", "Correct.", answer, 1.0, understood=understood)
     feedback = _wrong_feedback(verdict, understood, found)
+    if verdict.reason == "undefined" and reading.guards:
+        feedback += (f"\nAs you typed it, your answer also takes {', '.join(to_text(g) for g in reading.guards)}, "
+                     f"which must be real too (the simplified form above hides it).")
     fraction = part.partial.get(found.mistake, 0.0) if found else 0.0
     return _result(part, "incorrect", feedback, answer, fraction, understood=understood,
                    mistake=found.mistake if found else None)
@@ -246,13 +256,13 @@ def _component_texts(ref: PartReference, answer: Any) -> tuple[list[Any], tuple[
     if len(ref.shape) == 2:
         rows = _matrix_rows(answer) if isinstance(answer, str) else answer
         if isinstance(rows, list) and rows and all(_is_row(row) for row in rows):
-            parsed = [row if isinstance(row, list) else list(parse_vector(row, ref.allowed)) for row in rows]
+            parsed = [row if isinstance(row, list) else read_vector(row, ref.allowed) for row in rows]
             lengths = {len(row) for row in parsed}
             return [item for row in parsed for item in row], (len(parsed), lengths.pop()) if len(lengths) == 1 else None
     if isinstance(answer, list):
         return list(answer), (len(answer),)
     if isinstance(answer, str):
-        items = list(parse_vector(answer, ref.allowed))
+        items = list(read_vector(answer, ref.allowed))
         return items, (len(items),)
     return [answer], (1,)
 
@@ -285,18 +295,18 @@ def _grade_components(compiled: Compiled, ref: PartReference, answer: Any, seed:
     if problem is not None:
         return _result(part, "incorrect", problem, answer)
     labels = _labels(compiled, ref)
-    exprs = []
+    readings = []
     for index, item in enumerate(items):
-        if isinstance(item, sympy.Expr):
-            exprs.append(compiled.expand(item))
+        if isinstance(item, Reading):
+            readings.append(_expanded(compiled, item))
         elif isinstance(item, bool) or not isinstance(item, (str, int, float)):
             return _result(part, "invalid", f"Component {labels[index]} is not an expression.", answer)
         else:
-            exprs.append(compiled.expand(parse_expression(str(item), ref.allowed)))
-    shown = "[" + ", ".join(to_text(e) for e in exprs) + "]"
+            readings.append(_expanded(compiled, read_expression(str(item), ref.allowed)))
+    shown = "[" + ", ".join(to_text(reading.expr) for reading in readings) + "]"
     lines, mistakes = [], []
-    for index, expr in enumerate(exprs):
-        verdict, found = _judge_component(compiled, ref, index, expr, seed + index)
+    for index, reading in enumerate(readings):
+        verdict, found = _judge_component(compiled, ref, index, reading, seed + index)
         if verdict.equal:
             continue
         lines.append(f"{labels[index]}: {found.message if found else verdict.detail or 'not equal'}")

@@ -89,6 +89,10 @@ _BUILDERS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
     "sign": sympy.sign,
 }
 
+_RESTRICTED = (sympy.log, sympy.asin, sympy.acos, sympy.asec, sympy.acsc, sympy.acosh, sympy.atanh, sympy.acoth,
+               sympy.asech)
+"""Functions not defined for every real argument on a whole interval (poles such as tan's are single points)."""
+
 # Spellings students type, mapped to the canonical names above ("exp" and
 # "log" are built by the parser itself: exp goes through the power checks,
 # log may take a base).
@@ -199,17 +203,38 @@ class _Vocabulary:
         return MathSyntaxError(message, text, pos)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """An expression as sympy built it, and the pieces the writer typed that sympy's own
+    simplification may have dropped (sqrt(x)^2 is x, e^(ln x) is x, 0*ln(y) is 0): square roots,
+    logarithms, inverse functions and non-integer powers of a variable. The answer as typed is
+    defined only where each of them is."""
+
+    expr: sympy.Expr
+    guards: tuple[sympy.Expr, ...] = ()
+
+
 def parse_expression(text: str, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr:
     """Read one expression; a top-level comma is refused as a list."""
-    return _parse(text, symbols, vector=False)[0]
+    return _parse(text, symbols, vector=False)[0].expr
 
 
 def parse_vector(text: str, symbols: Mapping[str, sympy.Expr]) -> list[sympy.Expr]:
     """Read `[a, b]`, `(a, b)`, `<a, b>` or a bare `a, b` into its components."""
+    return [reading.expr for reading in _parse(text, symbols, vector=True)]
+
+
+def read_expression(text: str, symbols: Mapping[str, sympy.Expr]) -> Reading:
+    """parse_expression, keeping the guards of what was typed (see Reading)."""
+    return _parse(text, symbols, vector=False)[0]
+
+
+def read_vector(text: str, symbols: Mapping[str, sympy.Expr]) -> list[Reading]:
+    """parse_vector, keeping each component's guards."""
     return _parse(text, symbols, vector=True)
 
 
-def _parse(text: str, symbols: Mapping[str, sympy.Expr], vector: bool) -> list[sympy.Expr]:
+def _parse(text: str, symbols: Mapping[str, sympy.Expr], vector: bool) -> list[Reading]:
     if not isinstance(text, str):
         raise TypeError(f"math text must be a str, not {type(text).__name__}")
     vocabulary = _Vocabulary(symbols)
@@ -529,6 +554,7 @@ class _Parser:
         self.bars = [0]  # open '|' per bracket level: a '|' after an operand closes one
         self.sizes: dict[sympy.Basic, float] = {}
         self.symbolic_memo: dict[sympy.Basic, bool] = {}
+        self.guards: list[sympy.Expr] = []   # see Reading; of the component being read
 
     # token helpers
 
@@ -573,20 +599,31 @@ class _Parser:
 
     # grammar
 
-    def parse(self) -> list[sympy.Expr]:
+    def parse(self) -> list[Reading]:
         if self.peek().kind == "end":
             raise self.fail("empty answer: type an expression", 0)
-        items = [self.expression()]
+        items = [self.component()]
         while self.peek().kind == "comma":
             comma = self.advance()
             if not self.vector:
                 raise self.fail("a list where one expression was expected: remove the ','", comma.pos)
             if self.peek().kind in ("end", "comma"):
                 raise self.fail("a component is missing after ','", comma.pos)
-            items.append(self.expression())
+            items.append(self.component())
         if self.peek().kind != "end":
             raise self.missing(self.peek())
         return items
+
+    def component(self) -> Reading:
+        self.guards = []
+        expr = self.expression()
+        return Reading(expr, tuple(dict.fromkeys(g for g in self.guards if not expr.has(g))))
+
+    def guard(self, value: sympy.Expr) -> sympy.Expr:
+        """Remember a piece whose domain is not all reals, in case sympy simplifies it away."""
+        if self.symbolic(value) and (isinstance(value, _RESTRICTED) or (value.is_Pow and not value.exp.is_Integer)):
+            self.guards.append(value)
+        return value
 
     def expression(self) -> sympy.Expr:
         start = self.peek().pos
@@ -891,8 +928,8 @@ class _Parser:
         if base.is_Mul and base.free_symbols and exponent.is_Number and exponent != -1:
             # sympy would distribute (a/b)^9 into a^9/b^9 and lose the composition the writer
             # typed: keep it, so worked solutions and mistake models see outer(inner).
-            return self.checked(sympy.Pow(base, exponent, evaluate=False), pos)
-        return self.checked(sympy.Pow(base, exponent), pos)
+            return self.guard(self.checked(sympy.Pow(base, exponent, evaluate=False), pos))
+        return self.guard(self.checked(sympy.Pow(base, exponent), pos))
 
     def log_growth(self, exponent: sympy.Expr, pos: int) -> float:
         """sympy turns e^(k ln a) into a^k, so estimate that number's digits before building it."""
@@ -913,11 +950,11 @@ class _Parser:
             base = args[1]
             if base.is_Rational and (base <= 0 or base == 1):
                 raise self.fail("the base of a logarithm must be positive and not 1", pos)
-            return self.checked(sympy.log(args[0], base), pos)
+            return self.guard(self.checked(sympy.log(args[0], base), pos))
         if name in _EXPONENTIAL and not self.symbolic(args[0]) and self.exceeds(args[0], MAX_EXPONENT):
             raise self.fail(f"the argument of {name} is too large (at most {MAX_EXPONENT} in size)", pos)
         builder = _BUILDERS["ln" if name == "log" else name]
-        return self.checked(builder(args[0]), pos)
+        return self.guard(self.checked(builder(args[0]), pos))
 
 
 def _count(arguments: int) -> str:

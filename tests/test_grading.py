@@ -86,6 +86,13 @@ TRICKY = [
     ("2x", "2x + x^100/10^31", ["x"], False),
     ("2x", "2x + 1 + cosh(100)^2 - sinh(100)^2 - 2", ["x"], True),
     ("x^2", "(x + 10^20)^2 - 10^40 - 2*10^20 x", ["x"], True),
+    # the answer as typed decides its domain, not sympy's simplified form of it
+    ("2x", "2 e^(ln x)", ["x"], False),
+    ("2x", "2 sqrt(x)^2", ["x"], False),
+    ("1", "sqrt(x)^2/x", ["x"], False),
+    ("x", "x + y - y + 0*ln(y)", ["x", "y"], False),
+    ("x", "x + y - y", ["x", "y"], True),
+    ("2 sqrt(x)", "2 sqrt(x)^2/sqrt(x)", ["x"], True),
 ]
 
 
@@ -132,6 +139,14 @@ HOSTILE = {
     "string": "'2x'",
     "tower": "9^9^9^9",
 }
+
+
+def test_an_answer_undefined_as_typed_says_which_piece(tmp_path: Path):
+    run = grade("check", "2x", "2 e^(ln x)", "--format", "json")
+    assert run.code == 0, run.err
+    part = run.json()
+    assert part["status"] == "incorrect" and part["understood"] == "2*x"
+    assert "As you typed it, your answer also takes ln(x), which must be real too" in part["feedback"]
 
 
 def test_hostile_answers_are_refused_quickly_and_the_rest_is_graded(tmp_path: Path):
