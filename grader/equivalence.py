@@ -637,6 +637,53 @@ def sample(
     return samples
 
 
+CHALLENGE_POINTS = 2
+"""Extra points an answer that matched at every sample point is also checked at (see `challenge`)."""
+
+CHALLENGE_TRIES = 40
+"""Candidates tried for them: a reference defined only on a sliver may leave an answer without any."""
+
+
+def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], seed: int,
+              count: int = CHALLENGE_POINTS) -> list[tuple[tuple[mpmath.mpf, ...], tuple[mpmath.mpf, mpmath.mpf]]]:
+    """Up to `count` more points of the reference's domain, with its values there, for one answer.
+
+    The sample points are the same for every answer, and anyone can compute them from this
+    source, so an answer can be built to agree at all of them (add a polynomial vanishing there).
+    The caller seeds these points with a hash of the answer itself: to agree at them, an answer
+    would have to contain the points that its own text selects. They are looked for far out
+    first, one with every coordinate in [100, 10^4] and one in [-10^4, -100], where an added
+    e^(x - 200) or |x - 10| + x - 10 shows; then anywhere (±10^u, u in [-1, 4]) and near a
+    sample point (`around`), for references defined only on a narrow domain."""
+    rng = random.Random(seed)
+    found = []
+    with mpmath.workdps(DPS):
+        for attempt in range(CHALLENGE_TRIES):
+            if attempt < 4:
+                sign = 1 if not found else -1
+                candidate = tuple(sign * _off_integer(rng, 2, 4) for _ in reference.variables)
+            elif attempt % 2 == 0 or not around:
+                candidate = tuple(rng.choice((-1, 1)) * _off_integer(rng, -1, 4) for _ in reference.variables)
+            else:
+                candidate = _near(rng, tuple(float(c) for c in rng.choice(list(around))))
+            point = tuple(mpmath.mpf(c) for c in candidate)
+            try:
+                found.append((point, reference(point)))
+            except Undefined:
+                continue
+            if len(found) >= count:
+                break
+    return found
+
+
+def _off_integer(rng: random.Random, low: float, high: float) -> float:
+    """10^u for u uniform in [low, high], never an exact integer."""
+    while True:
+        value = 10 ** rng.uniform(low, high)
+        if not value.is_integer():
+            return value
+
+
 def evaluate(
     fn: RealFunction,
     points: Sequence[Sequence[mpmath.mpf]],
@@ -668,17 +715,24 @@ def evaluate(
 def _digits_needed(answer: tuple[mpmath.mpf, mpmath.mpf], reference: tuple[mpmath.mpf, mpmath.mpf] | None,
                    dps: int) -> int | None:
     """More digits for an answer whose rounding (its scale times 10**-dps) could reach the
-    tolerance relative to the reference; None when `dps` is enough (or nothing would be)."""
+    tolerance relative to the reference; None when `dps` is enough (or nothing would be).
+    Compared in binary exponents (mpmath.mag), which costs next to nothing for the usual answer."""
     if reference is None:
         return None
     (_value, scale), (expected, expected_scale) = answer, reference
-    with mpmath.workdps(DPS):
-        floor = max(abs(expected), expected_scale)
-        if not scale or not floor:
-            return None
-        lost = int(mpmath.ceil(mpmath.log10(scale / floor)))
+    if scale <= expected_scale * _ROOM:   # the usual answer: no bigger than the reference's own intermediates
+        return None
+    floor = max((mpmath.mag(v) for v in (expected, expected_scale) if v), default=None)
+    if not scale or floor is None:
+        return None
+    lost = math.ceil((mpmath.mag(scale) - floor) * _LOG10_2)
     needed = lost - int(math.log10(EXPR_REL_TOL)) + GUARD_DIGITS
     return min(needed, MAX_DPS) if needed > dps else None
+
+
+_LOG10_2 = math.log10(2)
+_ROOM = mpmath.mpf(10) ** 10
+"""Answers whose scale is within 10^10 of the reference's need no more digits than DPS: 50 - 10 > 30 + GUARD_DIGITS."""
 
 
 @dataclass(frozen=True)
@@ -719,6 +773,17 @@ def _close(ref: tuple[mpmath.mpf, mpmath.mpf], ans: tuple[mpmath.mpf, mpmath.mpf
     """Within rel_tol of the larger value or of the reference's scale; the answer's scale never counts."""
     (expected, expected_scale), (got, _got_scale) = ref, ans
     return abs(expected - got) <= rel_tol * max(abs(expected), abs(got), expected_scale)
+
+
+def matches_at(
+    ref_values: Sequence[tuple[mpmath.mpf, mpmath.mpf] | None],
+    ans_values: Sequence[tuple[mpmath.mpf, mpmath.mpf] | None],
+    *,
+    rel_tol: float = EXPR_REL_TOL,
+) -> bool:
+    """The answer is defined and close wherever the reference is defined, however few such points."""
+    with mpmath.workdps(DPS):
+        return all(ans is not None and _close(ref, ans, rel_tol) for ref, ans in zip(ref_values, ans_values) if ref is not None)
 
 
 def agrees(

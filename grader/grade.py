@@ -19,7 +19,7 @@ from grader import arrays, diagnosis, helper, refcache
 from grader.bank import Entry
 from grader.budget import time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
-from grader.equivalence import RealFunction, Verdict, compare, evaluate, sample, values_close, VALUE_REL_TOL
+from grader.equivalence import RealFunction, Verdict, challenge, compare, evaluate, matches_at, sample, values_close, VALUE_REL_TOL
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
 from grader.launch import Launched, launch
 from grader.models import Exercise, Part
@@ -105,10 +105,38 @@ def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
 
 
 def judge(compiled: Compiled, expr: sympy.Expr, answer: Reading, seed: int) -> tuple[Verdict, Oracle, list]:
-    """Compare an answer with a reference on the reference's real domain (the answer as typed: see Reading)."""
+    """Compare an answer with a reference on the reference's real domain (the answer as typed: see Reading).
+
+    An answer that matches at every sample point is also checked at points of its own
+    (equivalence.challenge), seeded by its text: the sample points are public. The values
+    returned, for diagnosis, are those at the sample points."""
     ref = oracle(compiled, expr, seed)
-    values = evaluate(RealFunction(answer.expr, ref.variables, guards=answer.guards), ref.points, ref.values)
-    return compare(ref.values, values, ref.points, ref.variables), ref, values
+    function = RealFunction(answer.expr, ref.variables, guards=answer.guards)
+    values = evaluate(function, ref.points, ref.values)
+    verdict = compare(ref.values, values, ref.points, ref.variables)
+    if verdict.equal:
+        extra = challenge(_reference_function(expr, ref.variables), ref.points, _answer_seed(seed, answer))
+        points, expected = [point for point, _ in extra], [value for _, value in extra]
+        got = evaluate(function, points, expected)
+        if not matches_at(expected, got):
+            verdict = compare(ref.values + expected, values + got, ref.points + points, ref.variables)
+    return verdict, ref, values
+
+
+_REFERENCE_FUNCTIONS: dict[tuple, RealFunction] = {}
+"""Compiled references, for challenge points: one per expression and variables."""
+
+
+def _reference_function(expr: sympy.Expr, variables: list[sympy.Symbol]) -> RealFunction:
+    key = (expr, tuple(variables))
+    if key not in _REFERENCE_FUNCTIONS:
+        _REFERENCE_FUNCTIONS[key] = RealFunction(expr, variables)
+    return _REFERENCE_FUNCTIONS[key]
+
+
+def _answer_seed(seed: int, answer: Reading) -> int:
+    text = "\x00".join([str(seed), sympy.srepr(answer.expr), *map(sympy.srepr, answer.guards)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
 # ---------------------------------------------------------------- one part

@@ -93,6 +93,10 @@ TRICKY = [
     ("x", "x + y - y + 0*ln(y)", ["x", "y"], False),
     ("x", "x + y - y", ["x", "y"], True),
     ("2 sqrt(x)", "2 sqrt(x)^2/sqrt(x)", ["x"], True),
+    # look-alikes that differ only far from the origin: the answer's own challenge points go there
+    ("2x", "2x + e^(x - 200)", ["x"], False),
+    ("2x", "2x + (|x - 10| + x - 10)", ["x"], False),
+    ("2x", "2x - (|x + 10| - x - 10)", ["x"], False),
 ]
 
 
@@ -139,6 +143,28 @@ HOSTILE = {
     "string": "'2x'",
     "tower": "9^9^9^9",
 }
+
+
+def test_an_answer_built_to_vanish_at_every_sample_point_is_still_wrong():
+    """The sample points are public (this source computes them): 2x plus a polynomial that is zero at
+    each of them agrees at all 16. The answer's own challenge points, seeded by its text, do not."""
+    from fractions import Fraction
+
+    from grader.equivalence import RealFunction, sample
+    from grader.grade import seed_of
+    from reference.chain import symbol
+
+    x = symbol("x")
+    points = [point for point, _ in sample(RealFunction(2 * x, [x]), 1, seed=seed_of("check", "answer"))]
+    factors = []
+    for (coordinate,) in points:
+        value = Fraction(float(coordinate))
+        factors.append(f"(x - {value.numerator}/{value.denominator})")
+    crafted = "2x + " + "".join(factors)
+    first, again = grade("check", "2x", crafted, "--format", "json"), grade("check", "2x", crafted, "--format", "json")
+    assert first.code == 0, first.err
+    assert first.json()["status"] == "incorrect"
+    assert first.out == again.out, "the challenge points come from the answer's text: the verdict is reproducible"
 
 
 def test_an_answer_undefined_as_typed_says_which_piece(tmp_path: Path):
