@@ -645,7 +645,8 @@ CHALLENGE_TRIES = 40
 
 
 def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], seed: int,
-              count: int = CHALLENGE_POINTS) -> list[tuple[tuple[mpmath.mpf, ...], tuple[mpmath.mpf, mpmath.mpf]]]:
+              count: int = CHALLENGE_POINTS, far: bool = True,
+              ) -> list[tuple[tuple[mpmath.mpf, ...], tuple[mpmath.mpf, mpmath.mpf]]]:
     """Up to `count` more points of the reference's domain, with its values there, for one answer.
 
     The sample points are the same for every answer, and anyone can compute them from this
@@ -654,15 +655,17 @@ def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], s
     would have to contain the points that its own text selects. They are looked for far out
     first, one with every coordinate in [100, 10^4] and one in [-10^4, -100], where an added
     e^(x - 200) or |x - 10| + x - 10 shows; then anywhere (±10^u, u in [-1, 4]) and near a
-    sample point (`around`), for references defined only on a narrow domain."""
+    sample point (`around`), for references defined only on a narrow domain. With `far` off
+    (answers computed in float64, whose values far out may underflow to 0 like the reference's),
+    only near a sample point."""
     rng = random.Random(seed)
     found = []
     with mpmath.workdps(DPS):
         for attempt in range(CHALLENGE_TRIES):
-            if attempt < 4:
+            if far and attempt < 4:
                 sign = 1 if not found else -1
                 candidate = tuple(sign * _off_integer(rng, 2, 4) for _ in reference.variables)
-            elif attempt % 2 == 0 or not around:
+            elif (far and attempt % 2 == 0) or not around:
                 candidate = tuple(rng.choice((-1, 1)) * _off_integer(rng, -1, 4) for _ in reference.variables)
             else:
                 candidate = _near(rng, tuple(float(c) for c in rng.choice(list(around))))

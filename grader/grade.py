@@ -135,8 +135,11 @@ def _reference_function(expr: sympy.Expr, variables: list[sympy.Symbol]) -> Real
 
 
 def _answer_seed(seed: int, answer: Reading) -> int:
-    text = "\x00".join([str(seed), sympy.srepr(answer.expr), *map(sympy.srepr, answer.guards)])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return _seed_of_text(seed, "\x00".join([sympy.srepr(answer.expr), *map(sympy.srepr, answer.guards)]))
+
+
+def _seed_of_text(seed: int, text: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\x00{text}".encode()).digest()[:8], "big")
 
 
 # ---------------------------------------------------------------- one part
@@ -376,9 +379,17 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     if sandbox is None:
         return _result(part, "missing", f"No code file with a function `{part.entry}`.")
     orc = oracle(compiled, ref.exprs[0], seed)
-    columns = [orc.values] + [evaluate(RealFunction(e, orc.variables), orc.points) for e in ref.exprs[1:]]
+    # challenge points (see judge), seeded by the student's file: a table of answers at the public
+    # sample points does not pass
+    extra = challenge(_reference_function(ref.exprs[0], orc.variables), orc.points,
+                      _seed_of_text(seed, sandbox.fingerprint), far=False)
+    points = orc.points + [point for point, _ in extra]
+    columns = [orc.values + [value for _, value in extra]] + [evaluate(RealFunction(e, orc.variables), points)
+                                                              for e in ref.exprs[1:]]
     returned: list[float] = []
-    for index, point in enumerate(orc.points):
+    for index, point in enumerate(points):
+        if any(column[index] is None for column in columns):
+            continue
         args = [float(v) for v in point]
         call = sandbox.call(part.entry, *args)
         if call.status != "ok":
@@ -391,14 +402,15 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
             where = ", ".join(f"{v} = {a:.4g}" for v, a in zip(compiled.exercise.variables, args))
             shown = np.array2string(got, precision=6) if got is not None else "not a number"
             lines = [f"At {where} your function returned {shown}, expected {np.array2string(want, precision=6)} ({verdict.problem})."]
-            found = _diagnose_function(compiled, ref, orc, sandbox, returned, got) if not ref.shape else None
+            found = (_diagnose_function(compiled, ref, orc, sandbox, returned, got)
+                     if not ref.shape and index < len(orc.points) else None)
             if found:
                 lines.append(found.message)
             return _result(part, "incorrect", "\n".join(lines), part.entry, output=sandbox.output or None,
                            mistake=found.mistake if found else None)
-        if not ref.shape:
+        if not ref.shape and index < len(orc.points):
             returned.append(float(got))
-    return _result(part, "correct", f"Correct at {len(orc.points)} sampled points.", part.entry, 1.0, output=sandbox.output or None)
+    return _result(part, "correct", f"Correct at {len(points)} sampled points.", part.entry, 1.0, output=sandbox.output or None)
 
 
 def _diagnose_function(compiled: Compiled, ref: PartReference, orc: Oracle, sandbox: Sandbox,

@@ -13,6 +13,7 @@ See sandbox_child.py for the protocol and the child's own defences.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -323,6 +324,11 @@ class Sandbox:
             self._destroy()
         self._release()
         self._closed = True
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the student's file: seeds the challenge points of function parts (grader.grade)."""
+        return hashlib.sha256(self._source.encode("utf-8", errors="replace")).hexdigest()
 
     @property
     def load_error(self) -> str | None:

@@ -138,3 +138,24 @@ def test_a_function_answer_is_diagnosed_like_an_expression(tmp_path: Path):
     assert code["status"] == "incorrect"
     assert code["mistake"] == "forgot-inner-derivative"
     assert "du/dx = 2*x" in code["feedback"]
+
+
+def test_a_table_of_answers_at_the_public_sample_points_is_not_a_derivative(tmp_path: Path):
+    """The sample points can be computed from this source: a solution.py returning the right value
+    at each of them (and 0 elsewhere) passes them all, but not its own challenge points."""
+    from grader.bank import load_bank
+    from grader.grade import compiled_for, oracle, seed_of
+    from grader.variants import draw
+
+    entry = load_bank(None).entries["gaussian-in-code"]
+    compiled = compiled_for(entry, draw(entry.exercise, "sam"))
+    ref = compiled.parts["code"]
+    orc = oracle(compiled, ref.exprs[0], seed_of("gaussian-in-code", "code"))
+    table = {float(point[0]): float(value[0]) for point, value in zip(orc.points, orc.values)}
+    (tmp_path / "solution.py").write_text(f"TABLE = {table!r}\n\ndef dydx(x):\n    return TABLE.get(x, 0.0)\n")
+    (tmp_path / "answers.yaml").write_text("student: sam\nanswers: {}\n")
+    run = grade("submit", tmp_path / "answers.yaml", "--only", "gaussian-in-code", "--format", "json")
+    assert run.code == 0, run.err
+    part = parts_of(run.json())[("gaussian-in-code", "code")]
+    assert part["status"] == "incorrect", part
+    assert "your function returned 0" in part["feedback"]
