@@ -99,7 +99,7 @@ def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
     key = (expr, seed)
     if key not in compiled.oracles:
         variables = compiled.variables
-        samples = sample(RealFunction(expr, variables), len(variables), seed=seed)
+        samples = sample(_reference_function(expr, variables), len(variables), seed=seed)
         compiled.oracles[key] = Oracle(variables, [point for point, _ in samples], [value for _, value in samples])
     return compiled.oracles[key]
 
@@ -135,7 +135,8 @@ def _reference_function(expr: sympy.Expr, variables: list[sympy.Symbol]) -> Real
 
 
 def _answer_seed(seed: int, answer: Reading) -> int:
-    return _seed_of_text(seed, "\x00".join([sympy.srepr(answer.expr), *map(sympy.srepr, answer.guards)]))
+    """From the text as typed: an answer cannot contain the points its own text selects."""
+    return _seed_of_text(seed, answer.text)
 
 
 def _seed_of_text(seed: int, text: str) -> int:
@@ -199,7 +200,7 @@ def _expanded(compiled: Compiled, reading: Reading) -> Reading:
     """An answer in free variables only (defined names substituted), with the guards it still needs."""
     expr = compiled.expand(reading.expr)
     guards = (compiled.expand(guard) for guard in reading.guards)
-    return Reading(expr, tuple(guard for guard in guards if not expr.has(guard)))
+    return Reading(expr, tuple(guard for guard in guards if not expr.has(guard)), reading.text)
 
 
 def _judge_component(compiled: Compiled, ref: PartReference, index: int, answer: Reading,

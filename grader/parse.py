@@ -212,6 +212,8 @@ class Reading:
 
     expr: sympy.Expr
     guards: tuple[sympy.Expr, ...] = ()
+    text: str = ""
+    """What was read (the whole list, for a component of one): seeds the answer's challenge points."""
 
 
 def parse_expression(text: str, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr:
@@ -617,7 +619,7 @@ class _Parser:
     def component(self) -> Reading:
         self.guards = []
         expr = self.expression()
-        return Reading(expr, tuple(dict.fromkeys(g for g in self.guards if not expr.has(g))))
+        return Reading(expr, tuple(dict.fromkeys(g for g in self.guards if not expr.has(g))), self.text)
 
     def guard(self, value: sympy.Expr) -> sympy.Expr:
         """Remember a piece whose domain is not all reals, in case sympy simplifies it away."""
