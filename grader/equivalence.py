@@ -11,6 +11,7 @@ here installs a time limit; wrap a check in `grader.budget.time_budget` to bound
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
@@ -775,7 +776,13 @@ def _plainness(point: Sequence[mpmath.mpf]) -> float:
 def _close(ref: tuple[mpmath.mpf, mpmath.mpf], ans: tuple[mpmath.mpf, mpmath.mpf], rel_tol: float) -> bool:
     """Within rel_tol of the larger value or of the reference's scale; the answer's scale never counts."""
     (expected, expected_scale), (got, _got_scale) = ref, ans
-    return abs(expected - got) <= rel_tol * max(abs(expected), abs(got), expected_scale)
+    return abs(expected - got) <= _tolerance(rel_tol) * max(abs(expected), abs(got), expected_scale)
+
+
+@functools.lru_cache(maxsize=8)
+def _tolerance(rel_tol: float) -> mpmath.mpf:
+    """rel_tol as an mpf once: a float times an mpf converts the float on every call."""
+    return mpmath.mpf(rel_tol)
 
 
 def matches_at(

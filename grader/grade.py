@@ -380,10 +380,10 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     if sandbox is None:
         return _result(part, "missing", f"No code file with a function `{part.entry}`.")
     orc = oracle(compiled, ref.exprs[0], seed)
-    # challenge points (see judge), seeded by the student's file: a table of answers at the public
-    # sample points does not pass
+    # a challenge point (see judge), seeded by the student's file: a table of answers at the public
+    # sample points does not pass (one is enough here: student code is not looked at far out)
     extra = challenge(_reference_function(ref.exprs[0], orc.variables), orc.points,
-                      _seed_of_text(seed, sandbox.fingerprint), far=False)
+                      _seed_of_text(seed, sandbox.fingerprint), count=1, far=False)
     points = orc.points + [point for point, _ in extra]
     columns = [orc.values + [value for _, value in extra]] + [evaluate(RealFunction(e, orc.variables), points)
                                                               for e in ref.exprs[1:]]
