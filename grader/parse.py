@@ -221,18 +221,13 @@ def parse_expression(text: str, symbols: Mapping[str, sympy.Expr]) -> sympy.Expr
     return _parse(text, symbols, vector=False)[0].expr
 
 
-def parse_vector(text: str, symbols: Mapping[str, sympy.Expr]) -> list[sympy.Expr]:
-    """Read `[a, b]`, `(a, b)`, `<a, b>` or a bare `a, b` into its components."""
-    return [reading.expr for reading in _parse(text, symbols, vector=True)]
-
-
 def read_expression(text: str, symbols: Mapping[str, sympy.Expr]) -> Reading:
     """parse_expression, keeping the guards of what was typed (see Reading)."""
     return _parse(text, symbols, vector=False)[0]
 
 
 def read_vector(text: str, symbols: Mapping[str, sympy.Expr]) -> list[Reading]:
-    """parse_vector, keeping each component's guards."""
+    """Read `[a, b]`, `(a, b)`, `<a, b>` or a bare `a, b` into its components, each with its guards."""
     return _parse(text, symbols, vector=True)
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grader.errors import MathSyntaxError
-from grader.parse import MAX_LENGTH, MAX_TOKENS, parse_expression, parse_vector, to_text
+from grader.parse import MAX_LENGTH, MAX_TOKENS, parse_expression, read_vector, to_text
 
 x, y, theta, u = sympy.symbols("x y theta u", real=True)
 SYMBOLS = {"x": x, "y": y, "theta": theta, "u": u, "a": sympy.Integer(3)}
@@ -151,7 +151,7 @@ VECTORS = [
 
 @pytest.mark.parametrize(("text", "expected"), VECTORS, ids=[case[0] for case in VECTORS])
 def test_vectors(text, expected):
-    assert parse_vector(text, SYMBOLS) == expected
+    assert [reading.expr for reading in read_vector(text, SYMBOLS)] == expected
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
@@ -161,7 +161,7 @@ def test_vectors(text, expected):
 ])
 def test_vectors_refused(text, fragment):
     with pytest.raises(MathSyntaxError, match=re.escape(fragment)):
-        parse_vector(text, SYMBOLS)
+        read_vector(text, SYMBOLS)
 
 
 ALLOWED = "this part allows a, theta, u, x, y"
