@@ -82,6 +82,17 @@ class Undefined(Exception):
     """A value is not real, not finite, or out of range: the expression is undefined there."""
 
 
+class OutOfRange(Undefined):
+    """A value beyond what we compute (magnitudes past 2**±_MAX_MAG, exp of a huge argument, the
+    sine of a huge angle): not a point outside the domain, only one this evaluator cannot judge.
+    sech(x^2) at x = 1000 is 10**-434000, real but out of range, while the same derivative written
+    1 - tanh(x^2)^2 is computed as 0 there."""
+
+
+OUT_OF_RANGE = ("out of range",)
+"""What `evaluate(..., skip_out_of_range=True)` gives at such a point: the caller does not judge there."""
+
+
 class _State:
     """Scratch of one evaluation: the point, and log2 of the largest magnitude seen so far."""
 
@@ -94,6 +105,11 @@ class _State:
 
 Node = Callable[[_State], mpmath.mpf]
 Test = Callable[[_State], bool]
+
+
+def _in_range(ok: bool) -> None:
+    if not ok:
+        raise OutOfRange
 
 
 def _require(ok: bool) -> None:
@@ -111,10 +127,10 @@ def _admit(state: _State, value: object) -> mpmath.mpf:
         return value
     mag = exp + bc
     if mag > state.mag:
-        _require(mag <= _MAX_MAG)
+        _in_range(mag <= _MAX_MAG)
         state.mag = mag
     else:
-        _require(mag >= -_MAX_MAG)
+        _in_range(mag >= -_MAX_MAG)
     return value
 
 
@@ -133,7 +149,7 @@ def _int_power(base: mpmath.mpf, n: int) -> mpmath.mpf:
 
 
 def _exp(a: mpmath.mpf) -> mpmath.mpf:
-    _require(abs(a) <= _EXP_LIMIT)
+    _in_range(abs(a) <= _EXP_LIMIT)
     return mpmath.exp(a)
 
 
@@ -149,7 +165,7 @@ def _log_base(a: mpmath.mpf, base: mpmath.mpf) -> mpmath.mpf:
 
 def _periodic(a: mpmath.mpf) -> mpmath.mpf:
     """Pass through an argument small enough for cheap reduction modulo pi."""
-    _require(mpmath.mag(a) <= _MAX_TRIG_MAG)
+    _in_range(mpmath.mag(a) <= _MAX_TRIG_MAG)
     return a
 
 
@@ -196,12 +212,12 @@ def _acsc(a: mpmath.mpf) -> mpmath.mpf:
 
 
 def _sinh(a: mpmath.mpf) -> mpmath.mpf:
-    _require(abs(a) <= _EXP_LIMIT)
+    _in_range(abs(a) <= _EXP_LIMIT)
     return mpmath.sinh(a)
 
 
 def _cosh(a: mpmath.mpf) -> mpmath.mpf:
-    _require(abs(a) <= _EXP_LIMIT)
+    _in_range(abs(a) <= _EXP_LIMIT)
     return mpmath.cosh(a)
 
 
@@ -645,10 +661,10 @@ CHALLENGE_TRIES = 40
 """Candidates tried for them: a reference defined only on a sliver may leave an answer without any."""
 
 
-def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], seed: int,
-              count: int = CHALLENGE_POINTS, far: bool = True,
-              ) -> list[tuple[tuple[mpmath.mpf, ...], tuple[mpmath.mpf, mpmath.mpf]]]:
-    """Up to `count` more points of the reference's domain, with its values there, for one answer.
+def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], seed: int, far: bool = True,
+              ) -> Iterator[tuple[tuple[mpmath.mpf, ...], tuple[mpmath.mpf, mpmath.mpf]]]:
+    """More points of the reference's domain, with its values there, for one answer: the caller
+    takes as many as it can judge (CHALLENGE_POINTS), at most CHALLENGE_TRIES candidates in all.
 
     The sample points are the same for every answer, and anyone can compute them from this
     source, so an answer can be built to agree at all of them (add a polynomial vanishing there).
@@ -660,24 +676,23 @@ def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], s
     (answers computed in float64, whose values far out may underflow to 0 like the reference's),
     only near a sample point."""
     rng = random.Random(seed)
-    found = []
-    with mpmath.workdps(DPS):
-        for attempt in range(CHALLENGE_TRIES):
-            if far and attempt < 4:
-                sign = 1 if not found else -1
-                candidate = tuple(sign * _off_integer(rng, 2, 4) for _ in reference.variables)
-            elif (far and attempt % 2 == 0) or not around:
-                candidate = tuple(rng.choice((-1, 1)) * _off_integer(rng, -1, 4) for _ in reference.variables)
-            else:
-                candidate = _near(rng, tuple(float(c) for c in rng.choice(list(around))))
+    found = 0
+    for attempt in range(CHALLENGE_TRIES):
+        if far and attempt < 4:
+            sign = 1 if not found else -1
+            candidate = tuple(sign * _off_integer(rng, 2, 4) for _ in reference.variables)
+        elif (far and attempt % 2 == 0) or not around:
+            candidate = tuple(rng.choice((-1, 1)) * _off_integer(rng, -1, 4) for _ in reference.variables)
+        else:
+            candidate = _near(rng, tuple(float(c) for c in rng.choice(list(around))))
+        with mpmath.workdps(DPS):
             point = tuple(mpmath.mpf(c) for c in candidate)
             try:
-                found.append((point, reference(point)))
+                value = reference(point)
             except Undefined:
                 continue
-            if len(found) >= count:
-                break
-    return found
+        found += 1
+        yield point, value
 
 
 def _off_integer(rng: random.Random, low: float, high: float) -> float:
@@ -692,26 +707,27 @@ def evaluate(
     fn: RealFunction,
     points: Sequence[Sequence[mpmath.mpf]],
     against: Sequence[tuple[mpmath.mpf, mpmath.mpf] | None] | None = None,
-) -> list[tuple[mpmath.mpf, mpmath.mpf] | None]:
-    """(value, scale) at each point, None where `fn` is undefined.
+    skip_out_of_range: bool = False,
+) -> list:
+    """(value, scale) at each point, None where `fn` is undefined (and OUT_OF_RANGE where it is
+    only beyond what we compute, with `skip_out_of_range`).
 
     With `against` (the reference's values at the same points), a point where `fn`'s own
     intermediates dwarf the reference, so that rounding at fn.dps digits could reach the
     tolerance, is evaluated again with as many more digits as that takes (at most MAX_DPS).
     """
-    results: list[tuple[mpmath.mpf, mpmath.mpf] | None] = []
+    out_of_range = OUT_OF_RANGE if skip_out_of_range else None
+    results: list = []
     for index, point in enumerate(points):
         try:
             result = fn(point)
-        except Undefined:
-            results.append(None)
-            continue
-        digits = _digits_needed(result, against[index] if against is not None else None, fn.dps)
-        if digits is not None:
-            try:
+            digits = _digits_needed(result, against[index] if against is not None else None, fn.dps)
+            if digits is not None:
                 result = RealFunction(fn.expr, fn.variables, dps=digits, guards=fn.guards)(point)
-            except Undefined:
-                result = None
+        except OutOfRange:
+            result = out_of_range
+        except Undefined:
+            result = None
         results.append(result)
     return results
 
@@ -746,7 +762,8 @@ class Verdict:
     equal: bool
     reason: str
     """"equal" | "differs" | "undefined" (the answer is undefined where the reference is
-    defined) | "no-domain" (the reference is undefined almost everywhere we looked)."""
+    defined) | "no-domain" (the reference is undefined almost everywhere we looked) | "out-of-range" (the
+    answer is beyond what we compute at most points, grader.grade)."""
     detail: str
     """Where and how the answer is wrong; "" when equal."""
 

@@ -7,6 +7,7 @@ code that crashes) becomes that part's status and never stops the others.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,8 @@ from grader import arrays, diagnosis, helper, refcache
 from grader.bank import Entry
 from grader.budget import time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
-from grader.equivalence import RealFunction, Verdict, challenge, compare, evaluate, matches_at, sample, values_close, VALUE_REL_TOL
+from grader.equivalence import (CHALLENGE_POINTS, OUT_OF_RANGE, RealFunction, Verdict, challenge, compare, evaluate,
+                                 matches_at, sample, values_close, VALUE_REL_TOL)
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
 from grader.launch import Launched, launch
 from grader.models import Exercise, Part
@@ -107,20 +109,44 @@ def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
 def judge(compiled: Compiled, expr: sympy.Expr, answer: Reading, seed: int) -> tuple[Verdict, Oracle, list]:
     """Compare an answer with a reference on the reference's real domain (the answer as typed: see Reading).
 
-    An answer that matches at every sample point is also checked at points of its own
+    Points where the answer is only out of range (equivalence.OutOfRange) are not judged. An
+    answer that matches at every sample point is also checked at points of its own
     (equivalence.challenge), seeded by its text: the sample points are public. The values
-    returned, for diagnosis, are those at the sample points."""
+    returned, for diagnosis, are those at the sample points (None where not judged)."""
     ref = oracle(compiled, expr, seed)
     function = RealFunction(answer.expr, ref.variables, guards=answer.guards)
-    values = evaluate(function, ref.points, ref.values)
-    verdict = compare(ref.values, values, ref.points, ref.variables)
+    values = evaluate(function, ref.points, ref.values, skip_out_of_range=True)
+    judged = [i for i, value in enumerate(values) if value is not OUT_OF_RANGE]
+    points, expected, got = ([ref.points[i] for i in judged], [ref.values[i] for i in judged], [values[i] for i in judged])
+    verdict = compare(expected, got, points, ref.variables)
+    if verdict.reason == "no-domain" and len(judged) < len(values):
+        verdict = _out_of_range(ref, values)
     if verdict.equal:
-        extra = challenge(_reference_function(expr, ref.variables), ref.points, _answer_seed(seed, answer))
-        points, expected = [point for point, _ in extra], [value for _, value in extra]
-        got = evaluate(function, points, expected)
-        if not matches_at(expected, got):
-            verdict = compare(ref.values + expected, values + got, ref.points + points, ref.variables)
-    return verdict, ref, values
+        extra = _challenge_points(expr, ref, function, _answer_seed(seed, answer))
+        if not matches_at([value for _, value, _ in extra], [answer_value for _, _, answer_value in extra]):
+            verdict = compare(expected + [value for _, value, _ in extra], got + [value for _, _, value in extra],
+                              points + [point for point, _, _ in extra], ref.variables)
+    return verdict, ref, [None if value is OUT_OF_RANGE else value for value in values]
+
+
+def _challenge_points(expr: sympy.Expr, ref: Oracle, function: RealFunction, seed: int) -> list[tuple]:
+    """(point, reference value, answer value) at up to CHALLENGE_POINTS points where both can be computed."""
+    found = []
+    for point, expected in challenge(_reference_function(expr, ref.variables), ref.points, seed):
+        value = evaluate(function, [point], [expected], skip_out_of_range=True)[0]
+        if value is not OUT_OF_RANGE:
+            found.append((point, expected, value))
+            if len(found) == CHALLENGE_POINTS:
+                break
+    return found
+
+
+def _out_of_range(ref: Oracle, values: list) -> Verdict:
+    where = next(point for point, value in zip(ref.points, values) if value is OUT_OF_RANGE)
+    shown = ", ".join(f"{name} = {mpmath.nstr(c, 4)}" for name, c in zip(ref.variables, where))
+    return Verdict(False, "out-of-range",
+                   f"your answer's values are too large or too small to compute at most sample points (at {shown}, "
+                   f"for one): write it so that its pieces stay in range")
 
 
 _REFERENCE_FUNCTIONS: dict[tuple, RealFunction] = {}
@@ -300,8 +326,20 @@ def _component_texts(ref: PartReference, answer: Any) -> tuple[list[Any], tuple[
 
 
 def _is_row(item: Any) -> bool:
-    """A YAML list, or a bracketed text such as "[a, b]"; a bare "a" is one entry, not a row."""
-    return isinstance(item, list) or (isinstance(item, str) and item.strip()[:1] in ("[", "(", "<"))
+    """A YAML list, or a bracketed list such as "[a, b]" or "(a, b)"; "a" and "(x+1)*2" are one entry each."""
+    if isinstance(item, list):
+        return True
+    if not isinstance(item, str) or item.strip()[:1] not in ("[", "(", "<"):
+        return False
+    depth = 0
+    for char in item.strip():
+        if char in "([{<":
+            depth += 1
+        elif char in ")]}>":
+            depth -= 1
+        elif char == "," and depth == 1:
+            return True
+    return item.strip()[:1] in ("[", "<")
 
 
 def _shape_problem(expected: tuple[int, ...], given: tuple[int, ...] | None, count: int) -> str | None:
@@ -382,8 +420,8 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     orc = oracle(compiled, ref.exprs[0], seed)
     # a challenge point (see judge), seeded by the student's file: a table of answers at the public
     # sample points does not pass (one is enough here: student code is not looked at far out)
-    extra = challenge(_reference_function(ref.exprs[0], orc.variables), orc.points,
-                      _seed_of_text(seed, sandbox.fingerprint), count=1, far=False)
+    extra = list(itertools.islice(challenge(_reference_function(ref.exprs[0], orc.variables), orc.points,
+                                            _seed_of_text(seed, sandbox.fingerprint), far=False), 1))
     points = orc.points + [point for point, _ in extra]
     columns = [orc.values + [value for _, value in extra]] + [evaluate(RealFunction(e, orc.variables), points)
                                                               for e in ref.exprs[1:]]

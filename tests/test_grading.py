@@ -97,6 +97,11 @@ TRICKY = [
     ("2x", "2x + e^(x - 200)", ["x"], False),
     ("2x", "2x + (|x - 10| + x - 10)", ["x"], False),
     ("2x", "2x - (|x + 10| - x - 10)", ["x"], False),
+    # honest forms whose pieces leave the computable range far out (sech(x^2) at x = 1000 is 10^-434000)
+    ("2x(1 - tanh(x^2)^2)", "2x sech^2(x^2)", ["x"], True),
+    ("3x^2 (1 - tanh(x^3)^2)", "3x^2 sech^2(x^3)", ["x"], True),
+    ("2x e^(-x^2)/(1 + e^(-x^2))^2", "2x e^(x^2)/(e^(x^2) + 1)^2", ["x"], True),
+    ("y (1 - tanh(x y)^2)", "y sech(x y)^2", ["x", "y"], True),
 ]
 
 
@@ -165,6 +170,15 @@ def test_an_answer_built_to_vanish_at_every_sample_point_is_still_wrong():
     assert first.code == 0, first.err
     assert first.json()["status"] == "incorrect"
     assert first.out == again.out, "the challenge points come from the answer's text: the verdict is reproducible"
+
+
+def test_an_answer_that_cannot_be_computed_at_most_points_is_incorrect_and_says_so():
+    """Not a problem of the exercise (the reference is fine): the answer's pieces leave the range we compute."""
+    run = grade("check", "2x", "2x + sech(e^(x^2 + 20))", "--format", "json")
+    assert run.code == 0, run.err
+    part = run.json()
+    assert part["status"] == "incorrect"
+    assert "too large or too small to compute at most sample points" in part["feedback"]
 
 
 def test_an_answer_undefined_as_typed_says_which_piece(tmp_path: Path):
@@ -406,6 +420,9 @@ def test_a_matrix_answer_must_have_the_matrix_shape(tmp_path: Path):
         assert parts[("jac", "m")]["status"] == status, (name, parts[("jac", "m")])
         assert says in parts[("jac", "m")]["feedback"], (name, parts[("jac", "m")]["feedback"])
         assert parts[("jac", "column")]["status"] == "correct", "a flat list is fine for a one-column matrix"
+    (tmp_path / "row.yaml").write_text('answers:\n  jac:\n    column: ["(r*0 + 1)*cos(t)", "(sin(t))"]\n')
+    run = grade("submit", tmp_path / "row.yaml", "--exercises", bank, "--format", "json")
+    assert parts_of(run.json())[("jac", "column")]["status"] == "correct", "entries in parentheses are not rows"
 
 
 def test_check_reports_a_bad_expected_side_or_variable_name_clearly():
