@@ -9,6 +9,7 @@ right answer (sign-error, constant-factor) is named only when no candidate expla
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from itertools import combinations
@@ -402,8 +403,8 @@ def _ratio(reference: list, answer: list) -> Fraction | float | None:
     if len(ratios) < 3:
         return None
     first = ratios[0]
-    if any(abs(r - first) > 1e-9 * max(abs(first), 1) for r in ratios):
-        return None
+    if any(abs(r - first) > 1e-9 * max(abs(first), 1) for r in ratios) or not math.isfinite(float(first)):
+        return None   # not a constant multiple, or one beyond a float (10^309 times the right answer)
     nice = Fraction(float(first)).limit_denominator(1000)
     return nice if abs(float(nice) - float(first)) <= 1e-9 * max(abs(float(first)), 1) else float(first)
 

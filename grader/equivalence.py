@@ -41,7 +41,7 @@ Perturbations at or above 1e-20 of the scale are rejected, which covers x/10**20
 """
 
 MAX_DPS = 1000
-"""Most digits an answer is ever evaluated with; an answer needing more is judged as computed."""
+"""Most digits an answer is ever evaluated with; a point that would need more is out of range."""
 
 GUARD_DIGITS = 5
 """How far below the tolerance an answer's rounding must stay."""
@@ -357,6 +357,7 @@ class RealFunction:
         with mpmath.workdps(dps):
             self._root = self._compile(expr)
             self._guards = [self._compile(guard) for guard in self.guards]
+        self._pieces: list[Node] | None = None   # compiled on first need (defined_pieces)
 
     def __call__(self, point: Sequence[mpmath.mpf]) -> tuple[mpmath.mpf, mpmath.mpf]:
         """(value, scale), or raise Undefined.
@@ -372,6 +373,27 @@ class RealFunction:
                 guard(state)
             value = self._root(state)
             return value, _scale(state.mag)
+
+    def defined_pieces(self, point: Sequence[mpmath.mpf]) -> bool:
+        """At a point where the whole is out of range: whether every piece with a restricted domain
+        (a root, a log, an inverse function, a non-integer power) is defined there, each on its own.
+        Out of range must not hide undefined: in e^(-10^6 x^2) ln(1 - x^2) the first factor is out
+        of range for |x| > 1, where the log is not real."""
+        if self._pieces is None:
+            nodes = {node for tree in (self.expr, *self.guards) for node in sympy.preorder_traversal(tree)
+                     if restricted(node)}
+            with mpmath.workdps(self.dps):
+                self._pieces = [self._compile(node) for node in nodes]
+        with mpmath.workdps(self.dps):
+            state = _State(tuple(mpmath.mpf(c) for c in point), self._base_mag)
+            for piece in self._pieces:
+                try:
+                    piece(state)
+                except OutOfRange:
+                    continue
+                except Undefined:
+                    return False
+        return True
 
     def _compile(self, expr: sympy.Basic) -> Node:
         node = self._build(expr)
@@ -654,6 +676,22 @@ def sample(
     return samples
 
 
+RESTRICTED_FUNCTIONS = (sympy.log, sympy.asin, sympy.acos, sympy.asec, sympy.acsc, sympy.acosh, sympy.atanh,
+                        sympy.acoth, sympy.asech)
+"""Functions not defined for every real argument on a whole interval (poles such as tan's are single points)."""
+
+
+def restricted(node: sympy.Basic) -> bool:
+    """A piece whose real domain is not all reals on a whole interval: such a function of a variable, or a
+    non-integer power of one."""
+    if not node.free_symbols:
+        return False
+    return isinstance(node, RESTRICTED_FUNCTIONS) or (node.is_Pow and not node.exp.is_Integer)
+
+
+MAX_SKIPPED = 4
+"""Sample points (of 16) where an answer may be out of range and still be judged on the rest."""
+
 CHALLENGE_POINTS = 2
 """Extra points an answer that matched at every sample point is also checked at (see `challenge`)."""
 
@@ -716,16 +754,16 @@ def evaluate(
     intermediates dwarf the reference, so that rounding at fn.dps digits could reach the
     tolerance, is evaluated again with as many more digits as that takes (at most MAX_DPS).
     """
-    out_of_range = OUT_OF_RANGE if skip_out_of_range else None
     results: list = []
     for index, point in enumerate(points):
         try:
             result = fn(point)
             digits = _digits_needed(result, against[index] if against is not None else None, fn.dps)
             if digits is not None:
+                _in_range(digits <= MAX_DPS)
                 result = RealFunction(fn.expr, fn.variables, dps=digits, guards=fn.guards)(point)
         except OutOfRange:
-            result = out_of_range
+            result = OUT_OF_RANGE if skip_out_of_range and fn.defined_pieces(point) else None
         except Undefined:
             result = None
         results.append(result)
@@ -747,7 +785,7 @@ def _digits_needed(answer: tuple[mpmath.mpf, mpmath.mpf], reference: tuple[mpmat
         return None
     lost = math.ceil((mpmath.mag(scale) - floor) * _LOG10_2)
     needed = lost - int(math.log10(EXPR_REL_TOL)) + GUARD_DIGITS
-    return min(needed, MAX_DPS) if needed > dps else None
+    return needed if needed > dps else None
 
 
 _LOG10_2 = math.log10(2)

@@ -20,7 +20,7 @@ from grader import arrays, diagnosis, helper, refcache
 from grader.bank import Entry
 from grader.budget import time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
-from grader.equivalence import (CHALLENGE_POINTS, OUT_OF_RANGE, RealFunction, Verdict, challenge, compare, evaluate,
+from grader.equivalence import (CHALLENGE_POINTS, MAX_SKIPPED, OUT_OF_RANGE, RealFunction, Verdict, challenge, compare, evaluate,
                                  matches_at, sample, values_close, VALUE_REL_TOL)
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
 from grader.launch import Launched, launch
@@ -119,7 +119,7 @@ def judge(compiled: Compiled, expr: sympy.Expr, answer: Reading, seed: int) -> t
     judged = [i for i, value in enumerate(values) if value is not OUT_OF_RANGE]
     points, expected, got = ([ref.points[i] for i in judged], [ref.values[i] for i in judged], [values[i] for i in judged])
     verdict = compare(expected, got, points, ref.variables)
-    if verdict.reason == "no-domain" and len(judged) < len(values):
+    if len(values) - len(judged) > MAX_SKIPPED:
         verdict = _out_of_range(ref, values)
     if verdict.equal:
         extra = _challenge_points(expr, ref, function, _answer_seed(seed, answer))
@@ -145,8 +145,8 @@ def _out_of_range(ref: Oracle, values: list) -> Verdict:
     where = next(point for point, value in zip(ref.points, values) if value is OUT_OF_RANGE)
     shown = ", ".join(f"{name} = {mpmath.nstr(c, 4)}" for name, c in zip(ref.variables, where))
     return Verdict(False, "out-of-range",
-                   f"your answer's values are too large or too small to compute at most sample points (at {shown}, "
-                   f"for one): write it so that its pieces stay in range")
+                   f"your answer's values are too large or too small to compute at more than {MAX_SKIPPED} sample "
+                   f"points (at {shown}, for one): write it so that its pieces stay in range")
 
 
 _REFERENCE_FUNCTIONS: dict[tuple, RealFunction] = {}

@@ -59,6 +59,7 @@ import mpmath
 import sympy
 from sympy.printing.str import StrPrinter
 
+from grader.equivalence import restricted
 from grader.errors import MathSyntaxError
 
 MAX_LENGTH = 2000
@@ -88,10 +89,6 @@ _BUILDERS: dict[str, Callable[[sympy.Expr], sympy.Expr]] = {
     "abs": sympy.Abs,
     "sign": sympy.sign,
 }
-
-_RESTRICTED = (sympy.log, sympy.asin, sympy.acos, sympy.asec, sympy.acsc, sympy.acosh, sympy.atanh, sympy.acoth,
-               sympy.asech)
-"""Functions not defined for every real argument on a whole interval (poles such as tan's are single points)."""
 
 # Spellings students type, mapped to the canonical names above ("exp" and
 # "log" are built by the parser itself: exp goes through the power checks,
@@ -618,7 +615,7 @@ class _Parser:
 
     def guard(self, value: sympy.Expr) -> sympy.Expr:
         """Remember a piece whose domain is not all reals, in case sympy simplifies it away."""
-        if self.symbolic(value) and (isinstance(value, _RESTRICTED) or (value.is_Pow and not value.exp.is_Integer)):
+        if restricted(value):
             self.guards.append(value)
         return value
 

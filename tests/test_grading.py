@@ -178,7 +178,27 @@ def test_an_answer_that_cannot_be_computed_at_most_points_is_incorrect_and_says_
     assert run.code == 0, run.err
     part = run.json()
     assert part["status"] == "incorrect"
-    assert "too large or too small to compute at most sample points" in part["feedback"]
+    assert "too large or too small to compute at more than 4 sample points" in part["feedback"]
+
+
+@pytest.mark.parametrize("expected, answer, status, says", [
+    # an error hidden where a factor is out of range: more than MAX_SKIPPED points cannot be skipped
+    ("2x", "2x + (|x^2 - 1| + x^2 - 1)(1 + sech(10^6 x^2))", "incorrect", "too large or too small to compute"),
+    # out of range must not hide undefined: ln(1 - x^2) is not real for |x| > 1
+    ("2x", "2x + e^(-10^6 x^2) ln(1 - x^2)", "incorrect", "not defined everywhere"),
+    ("2x", "2x + (|x^2 - 1| + x^2 - 1)/cosh(10^6 x^2) asin(x)", "incorrect", "not defined everywhere"),
+    # a constant multiple beyond a float: no crash
+    ("2x", "10^309 x", "incorrect", "It does not match"),
+    # honest cancellation that would need more than MAX_DPS digits far out: those points are not judged
+    ("1", "cosh(x)^2 - sinh(x)^2", "correct", "Correct"),
+    ("2x", "2x + cosh(3x)^2 - sinh(3x)^2 - 1", "correct", "Correct"),
+])
+def test_out_of_range_points_never_hide_a_wrong_or_undefined_answer(expected: str, answer: str, status: str, says: str):
+    run = grade("check", expected, answer, "--format", "json")
+    assert run.code == 0, run.err
+    part = run.json()
+    assert part["status"] == status, part
+    assert says in part["feedback"], part["feedback"]
 
 
 def test_an_answer_undefined_as_typed_says_which_piece(tmp_path: Path):
