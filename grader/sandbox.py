@@ -440,6 +440,7 @@ class Sandbox:
             "protected": list(self._protected),
             "libraries": list(LIBRARIES),
             "cpu_seconds": int(self._limits.cpu_seconds),
+            "grader": os.getpid(),
             "memory_bytes": int(self._limits.memory_bytes),
         }
         try:

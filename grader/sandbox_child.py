@@ -40,9 +40,11 @@ import math
 import os
 import re
 import resource
+import select
 import signal
 import stat
 import sys
+import time
 import traceback
 import types
 
@@ -81,6 +83,8 @@ WRITE_MODES = frozenset("wax+")
 READABLE_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"})
 
 PR_SET_PDEATHSIG = 1
+PARENT_CHECK_SECONDS = 0.1
+"""How often the waiting outer process checks that the grader is still there."""
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -148,7 +152,7 @@ def enter_namespaces(libc) -> dict[str, bool]:
     return {"network": network, "filesystem": private, "processes": processes}
 
 
-def run_in_pid_namespace(channel: Channel) -> None:
+def run_in_pid_namespace(channel: Channel, libc, grader: int) -> None:
     """Fork twice so that student code runs as PID 2 of the new PID namespace; return in it.
 
     There it can name no process outside (not the grader, not anything else), and everything it
@@ -156,10 +160,16 @@ def run_in_pid_namespace(channel: Channel) -> None:
     wait status, because PID 1 ignores every signal it has no handler for (even the CPU limit's),
     while the worker, an ordinary process, gets them all. This outer process waits for PID 1
     and then ends exactly as the worker did, so the parent sees the real cause.
+
+    If the grader itself dies (killed, out of memory), nobody would stop the student's code until
+    its CPU limit: so this outer process, which runs no student code, watches its parent while it
+    waits, and kills PID 1 (and with it the namespace) once the grader is gone; PID 1 dies with
+    this process (a parent-death signal).
     """
     status_read, status_write = os.pipe()
     init = os.fork()
     if init == 0:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         os.close(status_read)
         worker = os.fork()
         if worker == 0:
@@ -171,9 +181,26 @@ def run_in_pid_namespace(channel: Channel) -> None:
         os._exit(0)
     os.close(status_write)
     channel.close()
-    os.waitpid(init, 0)
+    ended = _exit_watch(init)
+    while not os.waitpid(init, os.WNOHANG)[0]:
+        if os.getppid() != grader:
+            os.kill(init, signal.SIGKILL)
+            os.waitpid(init, 0)
+            os._exit(1)
+        ended(PARENT_CHECK_SECONDS)
     report = os.read(status_read, 32)
     end_like(int(report) if report else None)
+
+
+def _exit_watch(pid: int):
+    """wait(seconds): returns when `pid` has exited or the time is up; on a pidfd where Linux has
+    them, so that PID 1's end is noticed at once, else by sleeping."""
+    try:
+        poller = select.poll()
+        poller.register(os.pidfd_open(pid), select.POLLIN)
+    except (AttributeError, OSError):
+        return time.sleep
+    return lambda seconds: poller.poll(seconds * 1000)
 
 
 def end_like(status: int | None) -> None:
@@ -516,7 +543,7 @@ def main(argv: list[str]) -> None:
     ctypes, libc = open_libc()
     defences = enter_namespaces(libc)
     if defences["processes"]:
-        run_in_pid_namespace(channel)
+        run_in_pid_namespace(channel, libc, int(setup["grader"]))
     set_limits(cpu_seconds, int(setup["memory_bytes"]))
     sys.dont_write_bytecode = True
     sys.path.extend(path for path in setup["libraries"] if type(path) is str and path not in sys.path)

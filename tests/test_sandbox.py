@@ -589,3 +589,46 @@ def test_leaving_forking_stops_the_server_and_the_subreaper_role():
     libc.prctl(37, ctypes.byref(role), 0, 0, 0)
     assert role.value == 0
     assert not os.path.exists(f"/proc/{server}") or server not in own_children()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the outer process watches its parent only with a PID namespace (root)")
+@pytest.mark.parametrize("forked", [False, True], ids=["started", "forked"])
+def test_student_code_dies_with_a_killed_grader(forked: bool):
+    """A grader killed mid-call (out of memory, SIGKILL) must not leave the student's loop running
+    until its 30 s CPU limit: the sandbox's outer process sees its parent go and ends the namespace."""
+    probe = f"""
+import contextlib, os, sys
+sys.path.insert(0, {str(PROJECT_ROOT)!r})
+from grader.sandbox import Limits, Sandbox, forking
+with forking() if {forked!r} else contextlib.nullcontext():
+    sandbox = Sandbox("def spin():\\n    while True:\\n        pass\\n", limits=Limits(), protected=[])
+    sandbox.__enter__()
+    print(os.getsid(0), flush=True)
+    sandbox.call("spin")
+"""
+    grader = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE, text=True)
+    grader_session = int(grader.stdout.readline())
+    time.sleep(1.0)
+    sandboxes = {pid for pid, (parent, _session) in process_table().items() if parent == grader.pid}
+    members = session_members(sandboxes) - {grader.pid}
+    assert members, "the sandbox should be running the student's loop"
+    assert grader_session not in sandboxes
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 5
+    while _running(session_members(sandboxes)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(session_members(sandboxes)), "the student's processes outlived the grader"
+
+
+def _running(pids: set[int]) -> set[int]:
+    """Those not yet ended (a zombie waiting for init to reap it has ended)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
