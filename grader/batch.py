@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from grader.sandbox import Limits
 
 ANSWERS_FILE = "answers.yaml"
+PR_SET_PDEATHSIG = 1
 WORKER_DIED = "the grading process died while grading this submission (out of memory, or killed)"
 
 
@@ -179,9 +180,23 @@ def _start_worker(job: _Job) -> None:
     global _JOB
     _JOB = job
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     lifetime = ExitStack()
     lifetime.enter_context(forking())
     multiprocessing.util.Finalize(lifetime, lifetime.close, exitpriority=1)
+
+
+def _die_with_parent() -> None:
+    """A worker of a batch killed by SIGTERM or SIGKILL would wait on its task queue for ever, with its
+    fork server: ask Linux for SIGKILL when the batch process ends (its sandboxes then end too)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = multiprocessing.parent_process()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)
 
 
 def _grade_in_worker(paths: list[Path]) -> list[BatchEntry]:

@@ -758,16 +758,35 @@ def evaluate(
     for index, point in enumerate(points):
         try:
             result = fn(point)
-            digits = _digits_needed(result, against[index] if against is not None else None, fn.dps)
+            reference = against[index] if against is not None else None
+            digits = _digits_needed(result, reference, fn.dps)
             if digits is not None:
                 _in_range(digits <= MAX_DPS)
                 result = RealFunction(fn.expr, fn.variables, dps=digits, guards=fn.guards)(point)
+            elif reference is not None and not reference[0] and not reference[1] and result[0]:
+                result = _zero_if_noise(fn, point, result)
         except OutOfRange:
             result = OUT_OF_RANGE if skip_out_of_range and fn.defined_pieces(point) else None
         except Undefined:
             result = None
         results.append(result)
     return results
+
+
+def _zero_if_noise(fn: RealFunction, point: Sequence[mpmath.mpf],
+                   result: tuple[mpmath.mpf, mpmath.mpf]) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """Where the reference is exactly 0, no tolerance scales: an answer that cancels to 0 leaves
+    only rounding noise (1e-52 at 50 digits), which shrinks as digits are added, while a real
+    value, however small (x/10^60), does not. So evaluate again with twice the digits: 0 if the
+    value fell by more than the tolerance's 30 orders, else the value as it is. Enough digits
+    means: rounding (scale times 10^-digits) far below the tolerance relative to the value."""
+    value, scale = result
+    lost = math.ceil((mpmath.mag(scale) - mpmath.mag(value)) * _LOG10_2) if scale else 0
+    digits = max(2 * fn.dps, fn.dps + lost - int(math.log10(EXPR_REL_TOL)) + GUARD_DIGITS)
+    _in_range(digits <= MAX_DPS)
+    precise = RealFunction(fn.expr, fn.variables, dps=digits, guards=fn.guards)(point)
+    with mpmath.workdps(DPS):
+        return (_ZERO, result[1]) if abs(precise[0]) <= _tolerance(EXPR_REL_TOL) * abs(result[0]) else result
 
 
 def _digits_needed(answer: tuple[mpmath.mpf, mpmath.mpf], reference: tuple[mpmath.mpf, mpmath.mpf] | None,

@@ -614,9 +614,10 @@ class _Parser:
         return Reading(expr, tuple(dict.fromkeys(g for g in self.guards if not expr.has(g))), self.text)
 
     def guard(self, value: sympy.Expr) -> sympy.Expr:
-        """Remember a piece whose domain is not all reals, in case sympy simplifies it away."""
-        if restricted(value):
-            self.guards.append(value)
+        """Remember the pieces whose domain is not all reals in what was just built, in case sympy
+        simplifies them away later: log(x, 2) is built as log(x)/log(2), sqrt(4x) as 2*sqrt(x)."""
+        if self.symbolic(value):
+            self.guards.extend(node for node in sympy.preorder_traversal(value) if restricted(node))
         return value
 
     def expression(self) -> sympy.Expr:

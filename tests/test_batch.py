@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -500,3 +501,58 @@ def test_hostile_strings_leave_every_format_valid(klass: Class, tmp_path: Path) 
     assert rows["mallory"]["student"].startswith("'=HYPERLINK")
     assert json.loads(outputs["json"])[1]["report"]["student"] == nasty, "JSON keeps the data, escaped"
     json.loads(outputs["gradescope"])
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@FORK_ONLY
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_batch_leaves_no_worker_fork_server_or_sandbox(klass: Class, tmp_path: Path, how: int) -> None:
+    """Workers blocked on their task queue used to outlive a batch killed with SIGTERM or SIGKILL,
+    with their fork servers: they now die with it, and their sandboxes with them."""
+    folder = tmp_path / "class"
+    for name in ("ann", "ben", "cal", "dee"):
+        _write(folder / name / "answers.yaml", "answers:\n  power: {dydx: 6x(x^2+1)^2}\n")
+        _write(folder / name / "solution.py", LOOPING_CODE)
+    batch = subprocess.Popen([*CLI, "batch", str(folder), "--exercises", str(klass.bank), "--jobs", "2"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    spawned: set[int] = set()
+    while len(spawned) < 4 and time.monotonic() < deadline:   # 2 workers and their fork servers, at least
+        spawned |= _descendants(batch.pid)
+        time.sleep(0.1)
+    assert len(spawned) >= 4, spawned
+    time.sleep(1.0)
+    spawned |= _descendants(batch.pid)
+    os.kill(batch.pid, how)
+    batch.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _running(spawned) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(spawned), "processes of the batch outlived it"
