@@ -31,6 +31,19 @@ def grade(*args: str, cwd: Path | None = None, timeout: float = 120) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
+def running(pids: set[int]) -> set[int]:
+    """Those of `pids` not yet ended, from /proc (a zombie waiting for its reaper has ended)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
 def parts_of(report: dict) -> dict[tuple[str, str], dict]:
     return {(e["id"], p["id"]): p for e in report["exercises"] for p in e["parts"]}
 

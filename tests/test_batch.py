@@ -23,6 +23,7 @@ from xml.etree import ElementTree as ET
 import pytest
 import yaml
 
+from conftest import running
 from grader import batch as batch_module
 from grader import grade as grade_module
 from grader.bank import load_bank
@@ -336,7 +337,7 @@ def _children() -> set[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
-def test_stopping_a_batch_early_leaves_no_sandbox_running(klass: Class, tmp_path: Path) -> None:
+def test_stopping_a_batch_early_leaves_no_sandboxrunning(klass: Class, tmp_path: Path) -> None:
     folder = tmp_path / "two"
     for name in ("ann", "ben"):
         _write(folder / name / "answers.yaml", "answers:\n  power: {dydx: 6x(x^2+1)^2}\n")
@@ -518,18 +519,6 @@ def _descendants(root: int) -> set[int]:
     return found
 
 
-def _running(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
 @FORK_ONLY
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -553,6 +542,6 @@ def test_a_killed_batch_leaves_no_worker_fork_server_or_sandbox(klass: Class, tm
     os.kill(batch.pid, how)
     batch.wait(timeout=30)
     deadline = time.monotonic() + 10
-    while _running(spawned) and time.monotonic() < deadline:
+    while running(spawned) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _running(spawned), "processes of the batch outlived it"
+    assert not running(spawned), "processes of the batch outlived it"

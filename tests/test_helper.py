@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, grade, parts_of
+from conftest import ROOT, grade, parts_of, running
 from grader import helper
 from grader.bank import load_bank
 from grader.grade import _helper_share, grade as grade_submission
@@ -30,12 +30,7 @@ def _part(name: str) -> PartResult:
 
 
 def _gone(pid: int) -> bool:
-    """Ended: no such process, or a zombie waiting for whoever adopted it to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] == "Z"
+    return not running({pid})
 
 
 def test_a_helper_hands_back_what_its_work_returned() -> None:

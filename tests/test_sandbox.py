@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import running
 from grader.sandbox import CHILD_SCRIPT, CallResult, Limits, Sandbox, UnsupportedValue, decode, encode, forking
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -616,19 +617,7 @@ with forking() if {forked!r} else contextlib.nullcontext():
     grader.kill()
     grader.wait()
     deadline = time.monotonic() + 5
-    while _running(session_members(sandboxes)) and time.monotonic() < deadline:
+    while running(session_members(sandboxes)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _running(session_members(sandboxes)), "the student's processes outlived the grader"
+    assert not running(session_members(sandboxes)), "the student's processes outlived the grader"
 
-
-def _running(pids: set[int]) -> set[int]:
-    """Those not yet ended (a zombie waiting for init to reap it has ended)."""
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
