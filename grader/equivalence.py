@@ -367,12 +367,17 @@ class RealFunction:
         """
         if len(point) != len(self.variables):
             raise ValueError(f"expected {len(self.variables)} coordinates, got {len(point)}")
-        with mpmath.workdps(self.dps):
-            state = _State(tuple(mpmath.mpf(c) for c in point), self._base_mag)
+        context = mpmath.mp
+        saved = context.prec
+        context.dps = self.dps
+        try:
+            state = _State(tuple(c if type(c) is mpmath.mpf else mpmath.mpf(c) for c in point), self._base_mag)
             for guard in self._guards:
                 guard(state)
             value = self._root(state)
             return value, _scale(state.mag)
+        finally:
+            context.prec = saved
 
     def defined_pieces(self, point: Sequence[mpmath.mpf]) -> bool:
         """At a point where the whole is out of range: whether every piece with a restricted domain
@@ -466,6 +471,13 @@ class RealFunction:
 
     def _add(self, expr: sympy.Add) -> Node:
         terms = [self._compile(arg) for arg in expr.args]
+        if len(terms) == 2:   # one rounding either way; fsum's generality costs more than the sum
+            left, right = terms
+
+            def add_two(state: _State) -> mpmath.mpf:
+                return _admit(state, left(state) + right(state))
+
+            return add_two
 
         def add(state: _State) -> mpmath.mpf:
             return _admit(state, mpmath.fsum([term(state) for term in terms]))
