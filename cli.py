@@ -234,10 +234,10 @@ def batch(
 ) -> None:
     """CI: grade every submission folder under FOLDER, in parallel."""
     from grader.batch import run_batch
-
-    gc.enable()
-    gc.set_threshold(20_000, 50, 100)   # see main(); rarely: the heap of references is built once
     from grader.render import render_batch
+
+    gc.enable()   # a batch runs as long as a class takes: collect cycles, but rarely (see main)
+    gc.set_threshold(20_000, 50, 100)
 
     entries = run_batch(folder, exercises, jobs=jobs, shard=shard, progress=progress)
     _emit(render_batch(entries, format.value), output)
