@@ -91,16 +91,25 @@ def load_files(files: list[Path]) -> tuple[dict[str, Entry], list[InputError]]:
 
 
 def load_bank(folder: Path | None = None) -> Bank:
-    """The bank in `folder` (default: the bundled one); any broken file stops us with every problem listed."""
+    """The bank in `folder` (default: the bundled one); any broken file stops us with every problem listed.
+    An unchanged bank is read back from the cache (grader/index.py) instead of parsed again."""
+    from grader import index
+
     folder = folder if folder is not None else bundled_dir()
     if not folder.is_dir():
         raise InputError("is not a folder of exercise files", str(folder))
-    entries, problems = load_files(exercise_files([folder]))
+    files = exercise_files([folder])
+    cached = index.read_bank(folder, files)
+    if cached is not None:
+        return Bank(folder, cached)
+    entries, problems = load_files(files)
     if problems:
         raise InvalidFiles(problems)
     if not entries:
         raise InputError("contains no exercise files (*.yaml)", str(folder))
-    return Bank(folder, dict(sorted(entries.items(), key=lambda kv: _order_key(kv[1]))))
+    bank = Bank(folder, dict(sorted(entries.items(), key=lambda kv: _order_key(kv[1]))))
+    index.write_bank(folder, files, bank.entries)
+    return bank
 
 
 def summaries(folder: Path | None = None) -> list["Summary"]:

@@ -4,8 +4,9 @@ Compiling an exercise (parsing definitions, differentiating, sampling the refere
 domain) costs far more than reading the result back, so each compiled variant is
 pickled into the user's cache folder (see grader/index.py for the folder and how to
 turn caching off). The key covers the exercise file's bytes, the variant's params and
-the grader's own source files (size and mtime), so an edited exercise or an upgraded
-grader never reads a stale result. The cache holds only what we computed ourselves
+the grader's own source files (size and mtime) and the versions of Python, sympy and
+mpmath, so an edited exercise or an upgraded grader never reads a stale result (nodes are
+read back as stored, unevaluated: see _Pickler). The cache holds only what we computed ourselves
 from instructor files; nothing a student wrote is stored or loaded here.
 """
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import mpmath
 import sympy
 from sympy.core import function
 
-from grader.index import cache_dir
+from grader.index import cache_dir, code_stamp
 
 if TYPE_CHECKING:
     from grader.compile import Compiled
@@ -28,23 +29,11 @@ if TYPE_CHECKING:
     from grader.variants import Value
 
 
-@lru_cache(maxsize=1)
-def _code_stamp() -> str:
-    """Sizes and mtimes of the grader's and the reference's sources: any change invalidates the cache."""
-    root = Path(__file__).resolve().parent.parent
-    stamps = []
-    for package in ("grader", "reference"):
-        for file in sorted((root / package).glob("*.py")):
-            info = file.stat()
-            stamps.append(f"{file.name}:{info.st_size}:{info.st_mtime_ns}")
-    return hashlib.sha256("|".join(stamps).encode()).hexdigest()
-
-
 def _path(text: str, params: dict[str, "Value"]) -> Path | None:
     where = cache_dir()
     if where is None:
         return None
-    key = f"{_code_stamp()}\x00{text}\x00{sorted(params.items())!r}"
+    key = f"{code_stamp()}\x00{sympy.__version__}\x00{mpmath.__version__}\x00{text}\x00{sorted(params.items())!r}"
     return where / "refs" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pickle"
 
 

@@ -1,11 +1,11 @@
-"""The cache of compiled references: reading a variant back must give what compiling it gives."""
+"""The caches across runs: reading a bank or a compiled variant back must give what loading or compiling it gives."""
 from __future__ import annotations
 
 import io
 import pickle
 
 import sympy
-from conftest import ROOT, grade
+from conftest import FIXTURES, ROOT, grade, parts_of
 
 from grader import refcache
 
@@ -46,3 +46,28 @@ def test_reading_unevaluated_nodes_back_leaves_later_evaluation_alone():
     _round_trip(sympy.Pow(sympy.Mul(3, x), 4, evaluate=False))
     assert sympy.Pow(sympy.Mul(3, x), 4) == 81 * x**4
     assert sympy.Mul(3, x) * sympy.Mul(3, x) == 9 * x**2
+
+
+def test_submit_reads_an_unchanged_bank_from_the_cache_and_notices_any_change(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHAIN_GRADER_CACHE", str(tmp_path / "cache"))
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    source = (FIXTURES / "textbook" / "bank" / "power-100.yaml").read_text()
+    (bank / "a.yaml").write_text(source)
+    answers = tmp_path / "answers.yaml"
+    answers.write_text('answers:\n  power-100: {dydx: "300x^2 (x^3-1)^99"}\n')
+
+    def graded() -> dict:
+        run = grade("submit", answers, "--exercises", bank, "--format", "json")
+        assert run.code == 0, run.err
+        return parts_of(run.json())[("power-100", "dydx")]
+
+    first = graded()
+    assert list((tmp_path / "cache").glob("bank-*.pickle")), "the first run should have cached the loaded bank"
+    assert graded() == first
+    (bank / "a.yaml").write_text(source.replace("(x^3 - 1)^100", "(x^3 - 1)^101"))
+    changed = graded()
+    assert first["status"] == "correct" and changed["status"] == "incorrect", "an edited exercise is graded as edited"
+    (bank / "a.yaml").write_text("id: [broken\n")
+    broken = grade("submit", answers, "--exercises", bank)
+    assert broken.code == 2 and "a.yaml:" in broken.err and "YAML syntax" in broken.err
