@@ -152,6 +152,8 @@ def submit(
     """Grade a submission: every exercise of the bank (unanswered ones are `missing`)."""
     from grader.submit import run_submit
 
+    _without_cycle_collector()
+
     report = run_submit(answers, _bank(exercises), student=student, only=only, answered=answered, explain=explain,
                         budget=budget, code_timeout=code_timeout, helper=helper)
     from grader.render import render
@@ -160,6 +162,14 @@ def submit(
     for problem in report.errors:
         typer.echo(f"warning: {problem}", err=True)
     _exit_for(report.score, report.max_score, fail_under)
+
+
+def _without_cycle_collector() -> None:
+    """For one student's run (submit, check): it builds a large heap once and keeps nearly all of it
+    to the end, so the collector would walk it some ten times (35 ms) and free next to nothing; peak
+    memory is the same without it, hostile submissions included. Longer runs keep it (batch,
+    validate over a large bank): there, cycles from recursive closures add up."""
+    gc.disable()
 
 
 def _exit_for(score: float, max_score: float, fail_under: Optional[float]) -> None:
@@ -182,6 +192,7 @@ def check(
     from grader.options import Options
     from grader.render import render_part
 
+    _without_cycle_collector()
     result = run_check(expected, answer, var or ["x"], Options())
     typer.echo(render_part(result, format.value), nl=False)
 
@@ -236,9 +247,6 @@ def batch(
     from grader.batch import run_batch
     from grader.render import render_batch
 
-    gc.enable()   # a batch runs as long as a class takes: collect cycles, but rarely (see main)
-    gc.set_threshold(20_000, 50, 100)
-
     entries = run_batch(folder, exercises, jobs=jobs, shard=shard, progress=progress)
     _emit(render_batch(entries, format.value), output)
     if fail_under is not None:
@@ -258,11 +266,9 @@ def ci_template(kind: str = typer.Option("github", "--kind", help="github (Actio
 
 def main() -> None:
     """Entry point: user-facing failures are one message on stderr and exit code 2, never a traceback."""
-    # A grade run builds a large heap once (sympy, references) and keeps nearly all of it to the
-    # end: the cycle collector would walk it again and again (some 300 times with the default
-    # thresholds, about 0.1 s) and free next to nothing (peak memory is the same without it).
-    # `grade batch`, which runs as long as a class takes, turns it back on.
-    gc.disable()
+    # A grade run builds a large heap once (sympy, references) and frees little of it: with the
+    # default thresholds (700, 10, 10) the collector runs some 300 times, about 0.1 s in all.
+    gc.set_threshold(20_000, 50, 100)
     code = _run()
     # Skip the interpreter's teardown, which frees that heap object by object (about 0.25 s,
     # longer than grading 100 answers). Every output file and sandbox is closed by now.

@@ -60,7 +60,7 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from grader.equivalence import restricted
-from grader.errors import MathSyntaxError
+from grader.errors import BudgetExceeded, MathSyntaxError
 
 MAX_LENGTH = 2000
 MAX_TOKENS = 1000
@@ -243,7 +243,7 @@ def _parse(text: str, symbols: Mapping[str, sympy.Expr], vector: bool) -> list[R
         if vector:
             tokens = _strip_outer_brackets(tokens)
         return _Parser(tokens, text, vector).parse()
-    except MathSyntaxError:
+    except (MathSyntaxError, BudgetExceeded):
         raise
     except Exception as exc:  # untrusted input: whatever sympy or Python throws becomes a refusal
         raise MathSyntaxError("could not read this expression", text, None) from exc

@@ -63,8 +63,8 @@ class _Pickler(pickle.Pickler):
     simplifies every node again: most of the time of reading a variant back. The stored
     arguments are already simplified, so common nodes are rebuilt with evaluate=False, which
     gives the same expression (same arguments, in the same order) about twice as fast. Passed
-    as an argument, not set globally: sympy's constructor cache keys on the arguments, so an
-    unevaluated node can never be handed to a later evaluated call."""
+    as an argument (which sympy's constructor cache keys on), not through sympy's global
+    evaluate switch, which empties that whole cache each time it is flipped."""
 
     def reducer_override(self, obj: object) -> object:
         if isinstance(obj, sympy.Basic) and _rebuilt_plainly(type(obj)):

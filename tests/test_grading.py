@@ -470,6 +470,16 @@ def test_an_unquoted_absolute_value_gets_a_quoting_hint(tmp_path: Path):
     assert f"{file}:3:" in run.err and "must be quoted" in run.err
 
 
+def test_a_budget_that_runs_out_while_the_answer_is_read_is_a_timeout_not_an_unreadable_answer(tmp_path: Path):
+    long_sum = " + ".join(f"sin({k}x)" for k in range(1, 150))   # about 50 ms to read, cold
+    file = tmp_path / "answers.yaml"
+    file.write_text(f"answers:\n  power-100:\n    dydx: {long_sum}\n")
+    run = grade("submit", file, "--exercises", TEXTBOOK / "bank", "--budget", "0.005", "--format", "json")
+    assert run.code == 0, run.err
+    part = parts_of(run.json())[("power-100", "dydx")]
+    assert part["status"] == "timeout", part["feedback"]
+
+
 def test_a_chain_mistake_in_one_term_of_a_sum_is_named(tmp_path: Path):
     bank = tmp_path / "bank"
     bank.mkdir()
