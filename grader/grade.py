@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import mpmath
@@ -210,6 +212,15 @@ def grade_part(compiled: Compiled, ref: PartReference, answer: Any, student: str
     return result
 
 
+def _text_of(answer: str | int | float) -> str:
+    """The text to read for one answer. YAML hands unquoted numbers over as int or float, and
+    str() writes small and large floats as 4.5e-05, whose e would be read as Euler's number:
+    such a float is written out in plain decimals, the digits the student typed."""
+    if isinstance(answer, float) and math.isfinite(answer):
+        return format(Decimal(repr(answer)), "f")
+    return str(answer)
+
+
 def _grade_typed(compiled: Compiled, ref: PartReference, answer: Any, seed: int) -> PartResult:
     part = ref.part
     if part.answer == "value":
@@ -217,7 +228,7 @@ def _grade_typed(compiled: Compiled, ref: PartReference, answer: Any, seed: int)
     if part.answer == "expression":
         if not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
             return _result(part, "invalid", "Expected one expression, got a list.", answer)
-        reading = _expanded(compiled, read_expression(str(answer), ref.allowed))
+        reading = _expanded(compiled, read_expression(_text_of(answer), ref.allowed))
         return _grade_expression(compiled, ref, 0, reading, answer, seed)
     return _grade_components(compiled, ref, answer, seed)
 
@@ -271,7 +282,7 @@ def _grade_value(compiled: Compiled, ref: PartReference, answer: Any) -> PartRes
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
         return _result(part, "invalid", "Expected a number.", answer)
     constants = {name: value for name, value in ref.allowed.items() if not value.free_symbols}
-    got = parse_expression(str(answer), constants)
+    got = parse_expression(_text_of(answer), constants)
     tolerance = part.tolerance or VALUE_REL_TOL
     understood = to_text(got)
     if values_close(ref.exprs[0], got, rel_tol=tolerance):
@@ -372,7 +383,7 @@ def _grade_components(compiled: Compiled, ref: PartReference, answer: Any, seed:
         elif isinstance(item, bool) or not isinstance(item, (str, int, float)):
             return _result(part, "invalid", f"Component {labels[index]} is not an expression.", answer)
         else:
-            readings.append(_expanded(compiled, read_expression(str(item), ref.allowed)))
+            readings.append(_expanded(compiled, read_expression(_text_of(item), ref.allowed)))
     shown = "[" + ", ".join(to_text(reading.expr) for reading in readings) + "]"
     lines, mistakes = [], []
     for index, reading in enumerate(readings):

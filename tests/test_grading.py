@@ -402,6 +402,22 @@ def test_list_and_show_use_the_index_and_notice_a_changed_bank(tmp_path: Path):
     assert broken.code == 2 and "b.yaml:" in broken.err and "YAML syntax" in broken.err
 
 
+def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path: Path):
+    """YAML makes -0.0000453999 a float, which Python writes as -4.53999e-05: its e is not Euler's number."""
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "small.yaml").write_text(
+        "id: small\ntitle: small numbers\nkind: composite\nvariables: [x]\ndefine: {y: e^(-x)}\nparts:\n"
+        "  - {id: slope, answer: value, derivative: {of: y, wrt: x, at: {x: 10}}}\n"
+        "  - {id: tiny, expected: 1/50000}\n  - {id: huge, expected: 10^17}\n")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("answers:\n  small: {slope: -0.0000453999, tiny: 0.00002, huge: 100000000000000000.0}\n")
+    run = grade("submit", answers, "--exercises", bank, "--format", "json")
+    assert run.code == 0, run.err
+    parts = parts_of(run.json())
+    assert [parts[("small", p)]["status"] for p in ("slope", "tiny", "huge")] == ["correct"] * 3, run.out
+
+
 def test_a_jacobian_may_be_typed_as_one_text_or_as_yaml_rows(tmp_path: Path):
     bank = tmp_path / "bank"
     bank.mkdir()
