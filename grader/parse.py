@@ -97,7 +97,7 @@ _TRIGONOMETRIC = ("sin", "cos", "tan", "sec", "csc", "cot")
 _HYPERBOLIC = ("sinh", "cosh", "tanh", "sech", "csch", "coth")
 _FUNCTION_NAMES: dict[str, str] = {
     **{name: name for name in _BUILDERS},
-    "exp": "exp", "log": "log", "sgn": "sign",
+    "exp": "exp", "log": "log", "sgn": "sign", "cosec": "csc", "cosech": "csch", "arccosec": "acsc",
     **{"arc" + name: "a" + name for name in _TRIGONOMETRIC + _HYPERBOLIC},
     **{"ar" + name: "a" + name for name in _HYPERBOLIC},
 }
@@ -664,8 +664,13 @@ class _Parser:
         return self.multiply(factors, start)
 
     def refuse_adjacent_numbers(self) -> None:
+        """`2 3` is ambiguous (6? 23?), but in `x^2 3x` or `x^-2 3` the 2 is an exponent: a product."""
         previous, token = self.tokens[self.i - 1], self.peek()
-        if previous.kind == "num" and token.kind == "num":
+        before = self.i - 2
+        while before >= 0 and self.tokens[before].kind == "op" and self.tokens[before].text in "+-":
+            before -= 1
+        exponent = before >= 0 and self.tokens[before].kind == "op" and self.tokens[before].text == "^"
+        if previous.kind == "num" and token.kind == "num" and not exponent:
             raise self.fail(
                 f"two numbers in a row ('{previous.text} {token.text}'): write {previous.text}*{token.text}, "
                 f"or {previous.text}{token.text} if you meant one number", token.pos)

@@ -53,6 +53,8 @@ ACCEPTED = [
     ("2x", 2 * x), ("2 x", 2 * x), ("x y", x * y), ("x(x+1)", x * (x + 1)), ("(x+1)(x-1)", (x + 1) * (x - 1)),
     ("2 sin(x)", 2 * sympy.sin(x)), ("3(x+1)^2", 3 * (x + 1) ** 2), ("x e^x", x * sympy.exp(x)),
     ("1/2x", 1 / (2 * x)), ("1/2 x", 1 / (2 * x)), ("(1/2)x", x / 2), ("2x^2", 2 * x**2), ("x/2y", x / (2 * y)),
+    ("x^2 2^x", x**2 * 2**x), ("x^-2 3", 3 / x**2), ("e^x^2 2x", 2 * x * sympy.exp(x**2)),
+    ("cosec x", sympy.csc(x)), ("cosech(x)", sympy.csch(x)), ("arccosec(x)", sympy.acsc(x)),
     ("e^2x", E**2 * x), ("x 2", 2 * x), ("2(3)", sympy.Integer(6)),
     # letters run together
     ("xy", x * y), ("sinx", sympy.sin(x)), ("xsinx", x * sympy.sin(x)), ("xe^x", x * sympy.exp(x)),
@@ -189,7 +191,7 @@ REFUSED = [
     ("x, y", "a list where one expression was expected", 1), ("sin(x, y)", "sin(...) takes one argument", 5),
     ("log(x, 2, 3)", "log(...) takes at most 2 arguments", 8), ("x +", "'+' needs something after it", 2),
     ("* x", "'*' needs something before it", 0), ("x */ y", "'*' needs something after it", 2),
-    ("()", "empty brackets", 0), ("2 3", "two numbers in a row", 2), ("x^", "needs an exponent", 1),
+    ("()", "empty brackets", 0), ("2 3", "two numbers in a row", 2), ("x - 2 3", "two numbers in a row", 6), ("x^2 - 2 3", "two numbers in a row", 8), ("x^", "needs an exponent", 1),
     ("x**", "'**' needs an exponent", 1), ("sin", "sin needs an argument", 0), ("sin * x", "sin needs an argument", 0),
     ("sin^x(y)", "after 'sin^' write a number", 3), ("ln^-1 x", "ambiguous", 2),
     ("sin^2(x)^3", "already has a power", 8), ("1/0", "division by zero", 1), ("x/(y-y)", "division by zero", 1),
