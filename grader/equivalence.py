@@ -720,8 +720,9 @@ def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], s
     source, so an answer can be built to agree at all of them (add a polynomial vanishing there).
     The caller seeds these points with a hash of the answer itself: to agree at them, an answer
     would have to contain the points that its own text selects. They are looked for far out
-    first, one with every coordinate in [100, 10^4] and one in [-10^4, -100], where an added
-    e^(x - 200) or |x - 10| + x - 10 shows; then anywhere (±10^u, u in [-1, 4]) and near a
+    first, one with every coordinate in [10^3, 10^4] and one in [-10^4, -10^3], where an added
+    e^(x - 200) or |x - 10| + x - 10 shows, well past the sample points' [-10, 10] (from 100 on,
+    e^(x - 200) was still below the tolerance up to x = 136); then anywhere (±10^u, u in [-1, 4]) and near a
     sample point (`around`), for references defined only on a narrow domain. With `far` off
     (answers computed in float64, whose values far out may underflow to 0 like the reference's),
     only near a sample point."""
@@ -730,7 +731,7 @@ def challenge(reference: RealFunction, around: Sequence[Sequence[mpmath.mpf]], s
     for attempt in range(CHALLENGE_TRIES):
         if far and attempt < 4:
             sign = 1 if not found else -1
-            candidate = tuple(sign * _off_integer(rng, 2, 4) for _ in reference.variables)
+            candidate = tuple(sign * _off_integer(rng, 3, 4) for _ in reference.variables)
         elif (far and attempt % 2 == 0) or not around:
             candidate = tuple(rng.choice((-1, 1)) * _off_integer(rng, -1, 4) for _ in reference.variables)
         else:
@@ -808,12 +809,14 @@ def _digits_needed(answer: tuple[mpmath.mpf, mpmath.mpf], reference: tuple[mpmat
     Compared in binary exponents (mpmath.mag), which costs next to nothing for the usual answer."""
     if reference is None:
         return None
-    (_value, scale), (expected, expected_scale) = answer, reference
+    (value, scale), (expected, expected_scale) = answer, reference
     if scale <= expected_scale * _ROOM:   # the usual answer: no bigger than the reference's own intermediates
         return None
     floor = max((mpmath.mag(v) for v in (expected, expected_scale) if v), default=None)
     if not scale or floor is None:
         return None
+    if value and mpmath.mag(value) > max(floor + _ROOM_BITS, mpmath.mag(scale) - (dps - GUARD_DIGITS - 5) / _LOG10_2):
+        return None   # its value dwarfs the reference and its own rounding: different at any precision
     lost = math.ceil((mpmath.mag(scale) - floor) * _LOG10_2)
     needed = lost - int(math.log10(EXPR_REL_TOL)) + GUARD_DIGITS
     return needed if needed > dps else None
@@ -821,6 +824,8 @@ def _digits_needed(answer: tuple[mpmath.mpf, mpmath.mpf], reference: tuple[mpmat
 
 _LOG10_2 = math.log10(2)
 _ROOM = mpmath.mpf(10) ** 10
+_ROOM_BITS = 34
+"""log2 of _ROOM, rounded up."""
 """Answers whose scale is within 10^10 of the reference's need no more digits than DPS: 50 - 10 > 30 + GUARD_DIGITS."""
 
 

@@ -181,6 +181,18 @@ def test_an_answer_built_to_vanish_at_every_sample_point_is_still_wrong():
     assert first.out == again.out, "the challenge points come from the answer's text: the verdict is reproducible"
 
 
+@pytest.mark.parametrize("k", range(12))
+def test_a_difference_far_out_is_caught_whatever_the_answer_text(k: int):
+    """Each text seeds its own challenge points; at a far one the answer's value dwarfs the reference,
+    which is a plain difference, not a cancellation that would need more digits to judge."""
+    from grader.grade import check
+    from grader.options import Options
+
+    spaced = " " * (k % 3)
+    result = check(f"2x + {k}", f"2x +{spaced}{k} + e^(x{spaced}-{spaced}200)", ["x"], Options())
+    assert result.status == "incorrect", result.feedback
+
+
 def test_an_answer_that_cannot_be_computed_at_most_points_is_incorrect_and_says_so():
     """Not a problem of the exercise (the reference is fine): the answer's pieces leave the range we compute."""
     run = grade("check", "2x", "2x + sech(e^(x^2 + 20))", "--format", "json")
