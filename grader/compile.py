@@ -14,6 +14,7 @@ from typing import Any
 
 import sympy
 
+from grader.equivalence import restricted
 from grader.errors import InputError, MathSyntaxError
 from grader.loader import Document
 from grader.models import Exercise, Part
@@ -34,6 +35,7 @@ class PartReference:
     allowed: dict[str, sympy.Expr] = field(default_factory=dict)   # names the answer may use -> symbol or value
     point: dict[str, sympy.Expr] | None = None  # where a value part evaluates its derivatives
     step: tuple[sympy.Expr, sympy.Expr] | None = None  # (param value, lr) of a gradient-descent step part
+    domain: tuple[sympy.Expr, ...] = ()         # pieces that must be real too, where exprs are judged (see _domain)
 
     def finish(self, derivative_value: sympy.Expr) -> sympy.Expr:
         """What the part asks for, given a derivative: evaluated at the point, then stepped if a step part."""
@@ -182,7 +184,7 @@ def _derivative_reference(ctx: _Context, chain: Chain, part: Part, loc: tuple) -
         shape = (len(exprs),)
     else:
         shape = ()
-    ref = PartReference(part, shape, exprs, derivatives)
+    ref = PartReference(part, shape, exprs, derivatives, domain=_domain(chain, ofs))
     if spec.at is not None:
         ref.point = {symbol(k): v for k, v in _point(ctx, chain, spec.at, loc + ("at",)).items()}
         ref.exprs = [ref.finish(e) for e in exprs]
@@ -221,15 +223,36 @@ def _expected_reference(ctx: _Context, chain: Chain, part: Part, loc: tuple) -> 
     names = dict(ctx.names)
     names.update({n: symbol(n) for n in ctx.exercise.define})
     expected = part.expected
+    used: set[str] = set()
+
+    def parsed(text: Any, where: tuple) -> sympy.Expr:
+        expr = ctx.parse(text, where, names)
+        used.update(str(s) for s in expr.free_symbols if str(s) in ctx.exercise.define)
+        return chain.expand(expr)
+
     if isinstance(expected, list) and expected and isinstance(expected[0], list):
-        rows = [[chain.expand(ctx.parse(t, loc + (i, j), names)) for j, t in enumerate(row)] for i, row in enumerate(expected)]
+        rows = [[parsed(t, loc + (i, j)) for j, t in enumerate(row)] for i, row in enumerate(expected)]
         if len({len(r) for r in rows}) != 1:
             raise ctx.fail(f"{_where(loc)}: matrix rows differ in length", loc)
-        return PartReference(part, (len(rows), len(rows[0])), [e for row in rows for e in row])
-    if isinstance(expected, list):
-        exprs = [chain.expand(ctx.parse(t, loc + (i,), names)) for i, t in enumerate(expected)]
-        return PartReference(part, (len(exprs),), exprs)
-    return PartReference(part, (), [chain.expand(ctx.parse(expected, loc, names))])
+        shape, exprs = (len(rows), len(rows[0])), [e for row in rows for e in row]
+    elif isinstance(expected, list):
+        exprs = [parsed(t, loc + (i,)) for i, t in enumerate(expected)]
+        shape = (len(exprs),)
+    else:
+        shape, exprs = (), [parsed(expected, loc)]
+    return PartReference(part, shape, exprs, domain=_domain(chain, sorted(used)))
+
+
+def _domain(chain: Chain, names: list[str]) -> tuple[sympy.Expr, ...]:
+    """Where the functions behind a reference exist: the roots, logs and inverse functions in the
+    expansion of every defined name it is computed from. The derivative sympy returns can be real
+    more widely (d/dx ln(sqrt x) is 1/(2x), real for x < 0 where ln(sqrt x) is not), and an answer
+    written link by link, 1/sqrt(x) * 1/(2 sqrt(x)), must not be judged where the function is not."""
+    pieces: dict[sympy.Expr, None] = {}
+    for name in names:
+        for defined in chain.upstream(name):
+            pieces.update((node, None) for node in sympy.preorder_traversal(chain.expand(defined)) if restricted(node))
+    return tuple(pieces)
 
 
 def _check_shape(ctx: _Context, part: Part, ref: PartReference, loc: tuple) -> None:

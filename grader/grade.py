@@ -91,31 +91,42 @@ def save_compiled() -> None:
 
 @dataclass
 class Oracle:
-    """One reference expression compiled for fast evaluation, with its sample points and values."""
+    """One reference expression on its domain, with its sample points and values there."""
 
+    expr: sympy.Expr
     variables: list[sympy.Symbol]
     points: list
     values: list
+    domain: tuple[sympy.Expr, ...] = ()
+    """Pieces that must be real too (PartReference.domain): at the sample points, and at any further point."""
+
+    @property
+    def reference(self) -> RealFunction:
+        """The reference as evaluated, for further points of its domain (compiled once per process)."""
+        return _reference_function(self.expr, self.variables, self.domain)
 
 
-def oracle(compiled: Compiled, expr: sympy.Expr, seed: int) -> Oracle:
-    """The reference's sample points and values, computed once per variant (and kept in the cache)."""
-    key = (expr, seed)
+def oracle(compiled: Compiled, expr: sympy.Expr, seed: int, domain: tuple[sympy.Expr, ...] = ()) -> Oracle:
+    """The reference's sample points and values, computed once per variant (and kept in the cache),
+    on its domain: where it is real and so is every piece of `domain`."""
+    key = (expr, seed, domain)
     if key not in compiled.oracles:
         variables = compiled.variables
-        samples = sample(_reference_function(expr, variables), len(variables), seed=seed)
-        compiled.oracles[key] = Oracle(variables, [point for point, _ in samples], [value for _, value in samples])
+        samples = sample(_reference_function(expr, variables, domain), len(variables), seed=seed)
+        compiled.oracles[key] = Oracle(expr, variables, [point for point, _ in samples], [value for _, value in samples],
+                                       domain)
     return compiled.oracles[key]
 
 
-def judge(compiled: Compiled, expr: sympy.Expr, answer: Reading, seed: int) -> tuple[Verdict, Oracle, list]:
+def judge(compiled: Compiled, expr: sympy.Expr, answer: Reading, seed: int,
+          domain: tuple[sympy.Expr, ...] = ()) -> tuple[Verdict, Oracle, list]:
     """Compare an answer with a reference on the reference's real domain (the answer as typed: see Reading).
 
     Points where the answer is only out of range (equivalence.OutOfRange) are not judged. An
     answer that matches at every sample point is also checked at points of its own
     (equivalence.challenge), seeded by its text: the sample points are public. The values
     returned, for diagnosis, are those at the sample points (None where not judged)."""
-    ref = oracle(compiled, expr, seed)
+    ref = oracle(compiled, expr, seed, domain)
     function = RealFunction(answer.expr, ref.variables, guards=answer.guards)
     values = evaluate(function, ref.points, ref.values, skip_out_of_range=True)
     judged = [i for i, value in enumerate(values) if value is not OUT_OF_RANGE]
@@ -124,17 +135,17 @@ def judge(compiled: Compiled, expr: sympy.Expr, answer: Reading, seed: int) -> t
     if len(values) - len(judged) > MAX_SKIPPED:
         verdict = _out_of_range(ref, values)
     if verdict.equal:
-        extra = _challenge_points(expr, ref, function, _answer_seed(seed, answer))
+        extra = _challenge_points(ref, function, _answer_seed(seed, answer))
         if not matches_at([value for _, value, _ in extra], [answer_value for _, _, answer_value in extra]):
             verdict = compare(expected + [value for _, value, _ in extra], got + [value for _, _, value in extra],
                               points + [point for point, _, _ in extra], ref.variables)
     return verdict, ref, [None if value is OUT_OF_RANGE else value for value in values]
 
 
-def _challenge_points(expr: sympy.Expr, ref: Oracle, function: RealFunction, seed: int) -> list[tuple]:
+def _challenge_points(ref: Oracle, function: RealFunction, seed: int) -> list[tuple]:
     """(point, reference value, answer value) at up to CHALLENGE_POINTS points where both can be computed."""
     found = []
-    for point, expected in challenge(_reference_function(expr, ref.variables), ref.points, seed):
+    for point, expected in challenge(ref.reference, ref.points, seed):
         value = evaluate(function, [point], [expected], skip_out_of_range=True)[0]
         if value is not OUT_OF_RANGE:
             found.append((point, expected, value))
@@ -152,13 +163,13 @@ def _out_of_range(ref: Oracle, values: list) -> Verdict:
 
 
 _REFERENCE_FUNCTIONS: dict[tuple, RealFunction] = {}
-"""Compiled references, for challenge points: one per expression and variables."""
+"""Compiled references, for challenge points: one per expression, variables and domain."""
 
 
-def _reference_function(expr: sympy.Expr, variables: list[sympy.Symbol]) -> RealFunction:
-    key = (expr, tuple(variables))
+def _reference_function(expr: sympy.Expr, variables: list[sympy.Symbol], domain: tuple[sympy.Expr, ...]) -> RealFunction:
+    key = (expr, tuple(variables), domain)
     if key not in _REFERENCE_FUNCTIONS:
-        _REFERENCE_FUNCTIONS[key] = RealFunction(expr, variables)
+        _REFERENCE_FUNCTIONS[key] = RealFunction(expr, variables, guards=domain)
     return _REFERENCE_FUNCTIONS[key]
 
 
@@ -243,7 +254,7 @@ def _expanded(compiled: Compiled, reading: Reading) -> Reading:
 def _judge_component(compiled: Compiled, ref: PartReference, index: int, answer: Reading,
                      seed: int) -> tuple[Verdict, diagnosis.Finding | None]:
     """The verdict on one expression and, when it is wrong, the known mistake that explains it."""
-    verdict, orc, values = judge(compiled, ref.exprs[index], answer, seed)
+    verdict, orc, values = judge(compiled, ref.exprs[index], answer, seed, ref.domain)
     if verdict.reason == "no-domain":
         raise InputError(f"{compiled.path}: part {ref.part.id}: the reference is not real anywhere we looked")
     if verdict.equal:
@@ -428,11 +439,10 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     part = ref.part
     if sandbox is None:
         return _result(part, "missing", f"No code file with a function `{part.entry}`.")
-    orc = oracle(compiled, ref.exprs[0], seed)
+    orc = oracle(compiled, ref.exprs[0], seed, ref.domain)
     # a challenge point (see judge), seeded by the student's file: a table of answers at the public
     # sample points does not pass (one is enough here: student code is not looked at far out)
-    extra = list(itertools.islice(challenge(_reference_function(ref.exprs[0], orc.variables), orc.points,
-                                            _seed_of_text(seed, sandbox.fingerprint), far=False), 1))
+    extra = list(itertools.islice(challenge(orc.reference, orc.points, _seed_of_text(seed, sandbox.fingerprint), far=False), 1))
     points = orc.points + [point for point, _ in extra]
     columns = [orc.values + [value for _, value in extra]] + [evaluate(RealFunction(e, orc.variables), points)
                                                               for e in ref.exprs[1:]]
@@ -650,8 +660,8 @@ class CheckReference:
         time budget. benchmarks/bench_speed.py times both ways."""
         seed = seed_of(self.compiled.exercise.id, self.part.part.id)
         for expr in self.part.exprs:
-            oracle(self.compiled, expr, seed)
-            _REFERENCE_FUNCTIONS.pop((expr, tuple(self.compiled.variables)), None)
+            oracle(self.compiled, expr, seed, self.part.domain)
+            _REFERENCE_FUNCTIONS.pop((expr, tuple(self.compiled.variables), self.part.domain), None)
 
 
 def check_reference(expected: str, variables: list[str]) -> CheckReference:

@@ -49,7 +49,7 @@ def _check_reference(entry: Entry, compiled: Compiled, params: dict[str, Value],
                 if not expr.is_finite or expr.has(mpmath.inf) or not expr.is_real:
                     found.errors.append(f"{doc.path}:{line}: {_variant_words(params)}part {part.id}: the reference value {expr} is not a real number")
                 continue
-            orc = oracle(compiled, expr, seed_of(entry.exercise.id, part.id) + k)
+            orc = oracle(compiled, expr, seed_of(entry.exercise.id, part.id) + k, ref.domain)
             if len(orc.points) < 4:
                 found.errors.append(f"{doc.path}:{line}: {_variant_words(params)}part {part.id}: the reference is not real "
                                     "anywhere we looked (division by zero or a square root of a negative?)")

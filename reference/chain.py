@@ -99,6 +99,18 @@ class Chain:
         self._check(name)
         return self._inputs[name]
 
+    def upstream(self, name: str) -> tuple[str, ...]:
+        """`name` and every defined name it is computed from, however deep (free variables left out)."""
+        self._check(name)
+        found: dict[str, None] = {}
+        waiting = [name]
+        while waiting:
+            current = waiting.pop()
+            if current in self._definitions and current not in found:
+                found[current] = None
+                waiting.extend(self._inputs[current])
+        return tuple(found)
+
     def expand(self, expr_or_name: sympy.Expr | str) -> sympy.Expr:
         """Substitute every definition, however deep, so the result is in free variables only."""
         if isinstance(expr_or_name, str):

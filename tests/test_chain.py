@@ -445,3 +445,15 @@ def test_random_composite_peels_into_a_chain_rule_step(choices: list[int], scale
         product = step.outer_derivative.xreplace({step.placeholder: step.inner})
         assert_numerically_equal([x], product * step.inner_derivative, sympy.diff(expr, x))
         expr = step.inner
+
+
+def test_upstream_lists_a_name_and_every_definition_it_is_computed_from() -> None:
+    x = symbol("x")
+    u, v = symbol("u"), symbol("v")
+    chain = Chain(["x", "t"], {"u": sympy.sqrt(x), "v": u**4, "y": sympy.log(u) + v, "z": x**2})
+    assert set(chain.upstream("y")) == {"y", "u", "v"}
+    assert chain.upstream("z") == ("z",)
+    assert chain.upstream("x") == ()
+    assert chain.expand("v") == x**2, "sympy simplifies sqrt(x)^4: only upstream still shows the root"
+    with pytest.raises(ValueError):
+        chain.upstream("nope")

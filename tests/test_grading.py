@@ -414,6 +414,28 @@ def test_list_and_show_use_the_index_and_notice_a_changed_bank(tmp_path: Path):
     assert broken.code == 2 and "b.yaml:" in broken.err and "YAML syntax" in broken.err
 
 
+def test_an_answer_is_judged_where_the_function_exists_not_only_where_its_simplified_derivative_does(tmp_path: Path):
+    """sympy's d/dx ln(sqrt x) is 1/(2x), real for x < 0 where ln(sqrt x) is not: the link-by-link answer
+    1/sqrt(x) * 1/(2 sqrt(x)) is right, and the reference is not judged for x < 0."""
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "domain.yaml").write_text(
+        "id: domain\ntitle: domains\nkind: composite\nvariables: [x]\n"
+        "define: {u: sqrt(x), y: ln(u), w: u^4, c: ln(cos(x))}\nparts:\n"
+        "  - {id: dy, derivative: {of: y, wrt: x}}\n  - {id: dw, derivative: {of: w, wrt: x}}\n"
+        "  - {id: dc, derivative: {of: c, wrt: x}}\n  - {id: named, derivative: {of: y, wrt: x}, allow: [x, u]}\n"
+        "  - {id: wrong, derivative: {of: y, wrt: x}}\n")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("answers:\n  domain:\n    dy: 1/sqrt(x) * 1/(2 sqrt(x))\n    dw: 4 (sqrt(x))^3 * 1/(2 sqrt(x))\n"
+                       "    dc: -sin(x)/sqrt(1 - sin(x)^2)\n    named: 1/u * 1/(2 sqrt(x))\n    wrong: 1/x\n")
+    run = grade("submit", answers, "--exercises", bank, "--format", "json")
+    assert run.code == 0, run.err
+    parts = parts_of(run.json())
+    assert {p: parts[("domain", p)]["status"] for p in ("dy", "dw", "dc", "named", "wrong")} == {
+        "dy": "correct", "dw": "correct", "dc": "correct", "named": "correct", "wrong": "incorrect"}, run.out
+    assert "x = -" not in parts[("domain", "wrong")]["feedback"], "no point outside the function's domain is shown"
+
+
 def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path: Path):
     """YAML makes -0.0000453999 a float, which Python writes as -4.53999e-05: its e is not Euler's number."""
     bank = tmp_path / "bank"
