@@ -31,6 +31,14 @@ def grade(*args: str, cwd: Path | None = None, timeout: float = 120) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
+def bank_with(folder: Path, name: str, text: str) -> Path:
+    """A bank folder `folder/bank` holding one exercise file (more can be written into it)."""
+    bank = folder / "bank"
+    bank.mkdir()
+    (bank / name).write_text(text)
+    return bank
+
+
 def running(pids: set[int]) -> set[int]:
     """Those of `pids` not yet ended, from /proc (a zombie waiting for its reaper has ended)."""
     alive = set()

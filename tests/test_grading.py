@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, grade, parts_of
+from conftest import FIXTURES, ROOT, bank_with, grade, parts_of
 from grader.grade import check
 from grader.options import Options
 
@@ -232,9 +232,7 @@ def test_an_answer_undefined_as_typed_says_which_piece(tmp_path: Path):
 
 def test_hostile_answers_are_refused_quickly_and_the_rest_is_graded(tmp_path: Path):
     file = tmp_path / "answers.yaml"
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "hostile.yaml").write_text(
+    bank = bank_with(tmp_path, "hostile.yaml",
         "id: hostile\ntitle: hostile\nkind: composite\nvariables: [x]\ndefine: {y: x^2}\nparts:\n"
         + "".join(f"  - {{id: {name}, derivative: {{of: y, wrt: x}}}}\n" for name in HOSTILE)
         + "  - {id: honest, derivative: {of: y, wrt: x}}\n")
@@ -284,9 +282,7 @@ def test_yaml_alias_bombs_are_refused_at_once_with_their_line(tmp_path: Path, te
 
 
 def test_an_alias_bomb_in_an_exercise_file_stops_validate_with_its_line(tmp_path: Path):
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "bomb.yaml").write_text(_alias_bomb(9) + "id: bomb\ntitle: bomb\nkind: composite\nparts: []\n")
+    bank = bank_with(tmp_path, "bomb.yaml", _alias_bomb(9) + "id: bomb\ntitle: bomb\nkind: composite\nparts: []\n")
     run = grade("validate", bank)
     assert run.code == 2, run.out + run.err
     assert "bomb.yaml:" in run.err + run.out and "more than 100000 values" in run.err + run.out
@@ -417,9 +413,7 @@ def test_list_and_show_use_the_index_and_notice_a_changed_bank(tmp_path: Path):
 def test_an_answer_is_judged_where_the_function_exists_not_only_where_its_simplified_derivative_does(tmp_path: Path):
     """sympy's d/dx ln(sqrt x) is 1/(2x), real for x < 0 where ln(sqrt x) is not: the link-by-link answer
     1/sqrt(x) * 1/(2 sqrt(x)) is right, and the reference is not judged for x < 0."""
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "domain.yaml").write_text(
+    bank = bank_with(tmp_path, "domain.yaml",
         "id: domain\ntitle: domains\nkind: composite\nvariables: [x]\n"
         "define: {u: sqrt(x), y: ln(u), w: u^4, c: ln(cos(x))}\nparts:\n"
         "  - {id: dy, derivative: {of: y, wrt: x}}\n  - {id: dw, derivative: {of: w, wrt: x}}\n"
@@ -438,9 +432,7 @@ def test_an_answer_is_judged_where_the_function_exists_not_only_where_its_simpli
 
 def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path: Path):
     """YAML makes -0.0000453999 a float, which Python writes as -4.53999e-05: its e is not Euler's number."""
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "small.yaml").write_text(
+    bank = bank_with(tmp_path, "small.yaml",
         "id: small\ntitle: small numbers\nkind: composite\nvariables: [x]\ndefine: {y: e^(-x)}\nparts:\n"
         "  - {id: slope, answer: value, derivative: {of: y, wrt: x, at: {x: 10}}}\n"
         "  - {id: tiny, expected: 1/50000}\n  - {id: huge, expected: 10^17}\n")
@@ -453,9 +445,7 @@ def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path:
 
 
 def test_a_jacobian_may_be_typed_as_one_text_or_as_yaml_rows(tmp_path: Path):
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "jacobian.yaml").write_text(
+    bank = bank_with(tmp_path, "jacobian.yaml",
         "id: jac\ntitle: a Jacobian\nkind: gradient\nvariables: [x, y]\ndefine: {f: x^2 y, g: sin(x y)}\n"
         "parts:\n  - {id: m, answer: matrix, derivative: {of: [f, g], wrt: [x, y]}}\n")
     scores = {}
@@ -475,9 +465,7 @@ def test_a_jacobian_may_be_typed_as_one_text_or_as_yaml_rows(tmp_path: Path):
 
 def test_a_matrix_answer_must_have_the_matrix_shape(tmp_path: Path):
     """The entries of a 3x2 Jacobian in the right order are still wrong as 2 rows of 3, 6 rows of 1, or unarranged."""
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "jacobian.yaml").write_text(
+    bank = bank_with(tmp_path, "jacobian.yaml",
         "id: jac\ntitle: a Jacobian\nkind: total\nvariables: [r, t]\n"
         "define: {x: r cos(t), y: r sin(t), z: r t}\n"
         "parts:\n  - {id: m, answer: matrix, derivative: {of: [x, y, z], wrt: [r, t]}}\n"
@@ -531,9 +519,7 @@ def test_a_budget_that_runs_out_while_the_answer_is_read_is_a_timeout_not_an_unr
 
 
 def test_a_chain_mistake_in_one_term_of_a_sum_is_named(tmp_path: Path):
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "sum.yaml").write_text("id: sum\ntitle: a sum of composites\nkind: composite\nvariables: [x]\n"
+    bank = bank_with(tmp_path, "sum.yaml", "id: sum\ntitle: a sum of composites\nkind: composite\nvariables: [x]\n"
                                    "define: {y: sin(2x) + cos(x^2) + x^3}\nparts:\n  - {id: d, derivative: {of: y, wrt: x}}\n")
     (tmp_path / "answers.yaml").write_text('answers:\n  sum:\n    d: "2cos(2x) - sin(x^2) + 3x^2"\n')
     run = grade("submit", tmp_path / "answers.yaml", "--exercises", bank, "--format", "json")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, grade, parts_of, running
+from conftest import ROOT, bank_with, grade, parts_of, running
 from grader import helper
 from grader.bank import load_bank
 from grader.grade import _helper_share, grade as grade_submission
@@ -124,9 +124,7 @@ HOSTILE = {
 
 def test_hostile_answers_in_the_helpers_share_are_refused_and_nothing_is_left_behind(tmp_path: Path) -> None:
     """The last exercise goes to the helper; its hostile answers get the same verdicts as anywhere."""
-    bank = tmp_path / "bank"
-    bank.mkdir()
-    (bank / "a-honest.yaml").write_text(
+    bank = bank_with(tmp_path, "a-honest.yaml",
         "id: honest\ntitle: honest\nkind: composite\nvariables: [x]\ndefine: {y: sin(x^2)}\n"
         "parts:\n  - {id: dydx, derivative: {of: y, wrt: x}}\n")
     (bank / "b-hostile.yaml").write_text(
