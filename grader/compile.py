@@ -18,7 +18,7 @@ from grader.equivalence import restricted
 from grader.errors import InputError, MathSyntaxError
 from grader.loader import Document
 from grader.models import Exercise, Part
-from grader.parse import parse_expression
+from grader.parse import Reading, read_expression
 from grader.variants import Value
 from reference.backprop import Network
 from reference.chain import Chain, Derivative, symbol
@@ -35,7 +35,7 @@ class PartReference:
     allowed: dict[str, sympy.Expr] = field(default_factory=dict)   # names the answer may use -> symbol or value
     point: dict[str, sympy.Expr] | None = None  # where a value part evaluates its derivatives
     step: tuple[sympy.Expr, sympy.Expr] | None = None  # (param value, lr) of a gradient-descent step part
-    domain: tuple[sympy.Expr, ...] = ()         # pieces that must be real too, where exprs are judged (see _domain)
+    domains: list[tuple[sympy.Expr, ...]] = field(default_factory=list)  # per expr: pieces that must be real too (_domain)
 
     def finish(self, derivative_value: sympy.Expr) -> sympy.Expr:
         """What the part asks for, given a derivative: evaluated at the point, then stepped if a step part."""
@@ -44,6 +44,10 @@ class PartReference:
             start, lr = self.step
             return start - lr * value
         return value
+
+    def domain(self, index: int) -> tuple[sympy.Expr, ...]:
+        """Where exprs[index] is judged: only where each of these is real too."""
+        return self.domains[index] if self.domains else ()
 
     @property
     def is_constant(self) -> bool:
@@ -62,6 +66,7 @@ class Compiled:
     path: str = ""
     oracles: dict = field(default_factory=dict)  # (expr, seed) -> grader.grade.Oracle, filled while grading
     candidates: dict = field(default_factory=dict)  # mistake candidates with their values, filled by diagnosis
+    typed_guards: dict[str, tuple[sympy.Expr, ...]] = field(default_factory=dict)  # per definition: see _domain
 
     @cached_property
     def variables(self) -> list[sympy.Symbol]:
@@ -70,6 +75,10 @@ class Compiled:
     def expand(self, expr: sympy.Expr) -> sympy.Expr:
         """An answer that uses defined names, rewritten in free variables only."""
         return self.chain.expand(expr) if self.chain is not None else expr
+
+    def domain(self, names: list[str]) -> tuple[sympy.Expr, ...]:
+        """Where defined names exist (see _domain): an answer that uses them is defined only there."""
+        return _domain(self.chain, self.typed_guards, names) if self.chain is not None else ()
 
 
 def _number(value: Value) -> sympy.Expr:
@@ -91,6 +100,7 @@ class _Context:
         self.names: dict[str, sympy.Expr] = param_values(params)
         for var in exercise.variables:
             self.names[var] = symbol(var)
+        self.typed_guards: dict[str, tuple[sympy.Expr, ...]] = {}   # per definition, see _domain
 
     def fail(self, message: str, loc: tuple) -> InputError:
         path = self.doc.path if self.doc else self.exercise.id
@@ -98,10 +108,13 @@ class _Context:
         return InputError(message, path, line)
 
     def parse(self, text: Any, loc: tuple, names: dict[str, sympy.Expr] | None = None) -> sympy.Expr:
+        return self.read(text, loc, names).expr
+
+    def read(self, text: Any, loc: tuple, names: dict[str, sympy.Expr] | None = None) -> Reading:
         if isinstance(text, bool) or not isinstance(text, (str, int, float)):
             raise self.fail(f"{_where(loc)}: expected a math expression, got {type(text).__name__}", loc)
         try:
-            return parse_expression(str(text), names if names is not None else self.names)
+            return read_expression(str(text), names if names is not None else self.names)
         except MathSyntaxError as exc:
             raise self.fail(f"{_where(loc)}: {exc}", loc) from None
 
@@ -127,14 +140,16 @@ def compile_exercise(exercise: Exercise, params: dict[str, Value], doc: Document
             parts[part.id] = PartReference(part, (), [])
         else:
             parts[part.id] = _part_reference(ctx, chain, part, ("parts", index))
-    return Compiled(exercise, params, chain, network, parts, doc.path if doc else exercise.id)
+    return Compiled(exercise, params, chain, network, parts, doc.path if doc else exercise.id, typed_guards=ctx.typed_guards)
 
 
 def _chain(ctx: _Context) -> Chain:
     definitions: dict[str, sympy.Expr] = {}
     names = dict(ctx.names)
     for name, text in ctx.exercise.define.items():
-        definitions[name] = ctx.parse(text, ("define", name), names)
+        reading = ctx.read(text, ("define", name), names)
+        definitions[name] = reading.expr
+        ctx.typed_guards[name] = reading.guards
         names[name] = symbol(name)
     try:
         return Chain(ctx.exercise.variables, definitions)
@@ -184,7 +199,8 @@ def _derivative_reference(ctx: _Context, chain: Chain, part: Part, loc: tuple) -
         shape = (len(exprs),)
     else:
         shape = ()
-    ref = PartReference(part, shape, exprs, derivatives, domain=_domain(chain, ofs))
+    domains = [_domain(chain, ctx.typed_guards, [of]) for of in ofs for _ in wrts]
+    ref = PartReference(part, shape, exprs, derivatives, domains=domains)
     if spec.at is not None:
         ref.point = {symbol(k): v for k, v in _point(ctx, chain, spec.at, loc + ("at",)).items()}
         ref.exprs = [ref.finish(e) for e in exprs]
@@ -212,7 +228,7 @@ def _step_reference(ctx: _Context, chain: Chain, part: Part, loc: tuple) -> Part
         raise ctx.fail(f"{_where(loc + ('param',))}: '{spec.param}' is not a variable", loc + ("param",))
     derivative = chain.derivative(spec.of, spec.param)
     point = _point(ctx, chain, spec.at, loc + ("at",))
-    ref = PartReference(part, (), [], [derivative])
+    ref = PartReference(part, (), [], [derivative], domains=[_domain(chain, ctx.typed_guards, [spec.of])])
     ref.point = {symbol(k): v for k, v in point.items()}
     ref.step = (point[spec.param], sympy.Rational(str(spec.lr)))
     ref.exprs = [ref.finish(derivative.value)]
@@ -223,35 +239,48 @@ def _expected_reference(ctx: _Context, chain: Chain, part: Part, loc: tuple) -> 
     names = dict(ctx.names)
     names.update({n: symbol(n) for n in ctx.exercise.define})
     expected = part.expected
-    used: set[str] = set()
+    exprs: list[sympy.Expr] = []
+    domains: list[tuple[sympy.Expr, ...]] = []
 
     def parsed(text: Any, where: tuple) -> sympy.Expr:
-        expr = ctx.parse(text, where, names)
-        used.update(str(s) for s in expr.free_symbols if str(s) in ctx.exercise.define)
-        return chain.expand(expr)
+        reading = ctx.read(text, where, names)
+        used = sorted(str(s) for s in reading.expr.free_symbols if str(s) in ctx.exercise.define)
+        typed = tuple(chain.expand(guard) for guard in reading.guards)
+        exprs.append(chain.expand(reading.expr))
+        domains.append(_domain(chain, ctx.typed_guards, used, typed))
+        return exprs[-1]
 
     if isinstance(expected, list) and expected and isinstance(expected[0], list):
         rows = [[parsed(t, loc + (i, j)) for j, t in enumerate(row)] for i, row in enumerate(expected)]
         if len({len(r) for r in rows}) != 1:
             raise ctx.fail(f"{_where(loc)}: matrix rows differ in length", loc)
-        shape, exprs = (len(rows), len(rows[0])), [e for row in rows for e in row]
+        shape: tuple[int, ...] = (len(rows), len(rows[0]))
     elif isinstance(expected, list):
-        exprs = [parsed(t, loc + (i,)) for i, t in enumerate(expected)]
+        for i, t in enumerate(expected):
+            parsed(t, loc + (i,))
         shape = (len(exprs),)
     else:
-        shape, exprs = (), [parsed(expected, loc)]
-    return PartReference(part, shape, exprs, domain=_domain(chain, sorted(used)))
+        parsed(expected, loc)
+        shape = ()
+    return PartReference(part, shape, exprs, domains=domains)
 
 
-def _domain(chain: Chain, names: list[str]) -> tuple[sympy.Expr, ...]:
+def _domain(chain: Chain, typed_guards: dict[str, tuple[sympy.Expr, ...]], names: list[str],
+            typed: tuple[sympy.Expr, ...] = ()) -> tuple[sympy.Expr, ...]:
     """Where the functions behind a reference exist: the roots, logs and inverse functions in the
-    expansion of every defined name it is computed from. The derivative sympy returns can be real
-    more widely (d/dx ln(sqrt x) is 1/(2x), real for x < 0 where ln(sqrt x) is not), and an answer
-    written link by link, 1/sqrt(x) * 1/(2 sqrt(x)), must not be judged where the function is not."""
-    pieces: dict[sympy.Expr, None] = {}
+    expansion of every defined name it is computed from, with those its text had before sympy
+    simplified them (typed_guards: `sqrt(x)^4` is built as x^2), and those of the reference's own
+    text (`typed`). The derivative sympy returns can be real more widely (d/dx ln(sqrt x) is
+    1/(2x), real for x < 0 where ln(sqrt x) is not), and an answer written link by link,
+    1/sqrt(x) * 1/(2 sqrt(x)), must not be judged where the function is not."""
+    trees = list(typed)
     for name in names:
         for defined in chain.upstream(name):
-            pieces.update((node, None) for node in sympy.preorder_traversal(chain.expand(defined)) if restricted(node))
+            trees.append(chain.expand(defined))
+            trees.extend(chain.expand(guard) for guard in typed_guards.get(defined, ()))
+    pieces: dict[sympy.Expr, None] = {}
+    for tree in trees:
+        pieces.update((node, None) for node in sympy.preorder_traversal(tree) if restricted(node))
     return tuple(pieces)
 
 

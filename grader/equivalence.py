@@ -337,8 +337,8 @@ class RealFunction:
     Functions without a hand-written rule are evaluated by `sympy.lambdify(..., "mpmath")`
     on their (real-checked) arguments; non-function nodes such as Derivative or Integral,
     and undefined functions f(x), raise TypeError at construction. `guards` are expressions
-    that must be defined too (their values are not used): what the writer typed before sympy
-    simplified it (grader.parse.Reading).
+    that must be defined too (their values and magnitudes are not used): what the writer typed
+    before sympy simplified it (grader.parse.Reading), or what a reference is computed from.
     """
 
     def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol], dps: int = DPS,
@@ -356,7 +356,7 @@ class RealFunction:
         self._base_mag = _NO_MAG
         with mpmath.workdps(dps):
             self._root = self._compile(expr)
-            self._guards = [self._compile(guard) for guard in self.guards]
+            self._guards = [self._compile_apart(guard) for guard in self.guards]
         self._pieces: list[Node] | None = None   # compiled on first need (defined_pieces)
 
     def __call__(self, point: Sequence[mpmath.mpf]) -> tuple[mpmath.mpf, mpmath.mpf]:
@@ -371,9 +371,10 @@ class RealFunction:
         saved = context.prec
         context.dps = self.dps
         try:
-            state = _State(tuple(c if type(c) is mpmath.mpf else mpmath.mpf(c) for c in point), self._base_mag)
+            coordinates = tuple(c if type(c) is mpmath.mpf else mpmath.mpf(c) for c in point)
             for guard in self._guards:
-                guard(state)
+                guard(_State(coordinates, _NO_MAG))
+            state = _State(coordinates, self._base_mag)
             value = self._root(state)
             return value, _scale(state.mag)
         finally:
@@ -388,7 +389,7 @@ class RealFunction:
             nodes = {node for tree in (self.expr, *self.guards) for node in sympy.preorder_traversal(tree)
                      if restricted(node)}
             with mpmath.workdps(self.dps):
-                self._pieces = [self._compile(node) for node in nodes]
+                self._pieces = [self._compile_apart(node) for node in nodes]
         with mpmath.workdps(self.dps):
             state = _State(tuple(mpmath.mpf(c) for c in point), self._base_mag)
             for piece in self._pieces:
@@ -399,6 +400,15 @@ class RealFunction:
                 except Undefined:
                     return False
         return True
+
+    def _compile_apart(self, expr: sympy.Basic) -> Node:
+        """A piece that only has to be defined (a guard): neither its constants nor, in __call__,
+        its intermediates join the scale, which sets the tolerance of a reference's values."""
+        kept = self._base_mag
+        try:
+            return self._compile(expr)
+        finally:
+            self._base_mag = kept
 
     def _compile(self, expr: sympy.Basic) -> Node:
         node = self._build(expr)

@@ -245,16 +245,18 @@ def _grade_typed(compiled: Compiled, ref: PartReference, answer: Any, seed: int)
 
 
 def _expanded(compiled: Compiled, reading: Reading) -> Reading:
-    """An answer in free variables only (defined names substituted), with the guards it still needs."""
+    """An answer in free variables only (defined names substituted), with the guards it still needs:
+    those typed, and where the defined names it uses exist (`2 e^u` with u = ln x is 2x for x > 0 only)."""
     expr = compiled.expand(reading.expr)
-    guards = (compiled.expand(guard) for guard in reading.guards)
+    used = sorted(str(s) for s in reading.expr.free_symbols if str(s) in compiled.exercise.define)
+    guards = dict.fromkeys([compiled.expand(guard) for guard in reading.guards] + list(compiled.domain(used)))
     return Reading(expr, tuple(guard for guard in guards if not expr.has(guard)), reading.text)
 
 
 def _judge_component(compiled: Compiled, ref: PartReference, index: int, answer: Reading,
                      seed: int) -> tuple[Verdict, diagnosis.Finding | None]:
     """The verdict on one expression and, when it is wrong, the known mistake that explains it."""
-    verdict, orc, values = judge(compiled, ref.exprs[index], answer, seed, ref.domain)
+    verdict, orc, values = judge(compiled, ref.exprs[index], answer, seed, ref.domain(index))
     if verdict.reason == "no-domain":
         raise InputError(f"{compiled.path}: part {ref.part.id}: the reference is not real anywhere we looked")
     if verdict.equal:
@@ -439,7 +441,7 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     part = ref.part
     if sandbox is None:
         return _result(part, "missing", f"No code file with a function `{part.entry}`.")
-    orc = oracle(compiled, ref.exprs[0], seed, ref.domain)
+    orc = oracle(compiled, ref.exprs[0], seed, ref.domain(0))
     # a challenge point (see judge), seeded by the student's file: a table of answers at the public
     # sample points does not pass (one is enough here: student code is not looked at far out)
     extra = list(itertools.islice(challenge(orc.reference, orc.points, _seed_of_text(seed, sandbox.fingerprint), far=False), 1))
@@ -659,9 +661,9 @@ class CheckReference:
         warm cache meets its first answer. Otherwise the first answer samples it, within its own
         time budget. benchmarks/bench_speed.py times both ways."""
         seed = seed_of(self.compiled.exercise.id, self.part.part.id)
-        for expr in self.part.exprs:
-            oracle(self.compiled, expr, seed, self.part.domain)
-            _REFERENCE_FUNCTIONS.pop((expr, tuple(self.compiled.variables), self.part.domain), None)
+        for index, expr in enumerate(self.part.exprs):
+            oracle(self.compiled, expr, seed, self.part.domain(index))
+            _REFERENCE_FUNCTIONS.pop((expr, tuple(self.compiled.variables), self.part.domain(index)), None)
 
 
 def check_reference(expected: str, variables: list[str]) -> CheckReference:

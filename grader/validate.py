@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mpmath
+import sympy
 
 from grader import diagnosis
 from grader.bank import Entry, bundled_dir, exercise_files, load_files
 from grader.compile import Compiled, compile_exercise, param_values
 from grader.errors import BudgetExceeded, GraderError, InputError
-from grader.equivalence import RealFunction
+from grader.equivalence import RealFunction, Undefined
 from grader.grade import grade_part, oracle, seed_of
 from grader.options import Options
 from grader.launch import open_sandbox
@@ -48,8 +49,10 @@ def _check_reference(entry: Entry, compiled: Compiled, params: dict[str, Value],
             if ref.is_constant:
                 if not expr.is_finite or expr.has(mpmath.inf) or not expr.is_real:
                     found.errors.append(f"{doc.path}:{line}: {_variant_words(params)}part {part.id}: the reference value {expr} is not a real number")
+                elif (outside := _outside_domain(ref, k)) is not None:
+                    found.errors.append(f"{doc.path}:{line}: {_variant_words(params)}part {part.id}: {outside}")
                 continue
-            orc = oracle(compiled, expr, seed_of(entry.exercise.id, part.id) + k, ref.domain)
+            orc = oracle(compiled, expr, seed_of(entry.exercise.id, part.id) + k, ref.domain(k))
             if len(orc.points) < 4:
                 found.errors.append(f"{doc.path}:{line}: {_variant_words(params)}part {part.id}: the reference is not real "
                                     "anywhere we looked (division by zero or a square root of a negative?)")
@@ -62,6 +65,22 @@ def _check_reference(entry: Entry, compiled: Compiled, params: dict[str, Value],
                 for mistake in diagnosis.undetectable(compiled, ref, k, orc):
                     _once(found.warnings, f"{doc.path}:{line}: warning: part {part.id}: mistake '{mistake}' gives the right "
                                           "answer here, so it cannot be detected")
+
+
+def _outside_domain(ref, index: int) -> str | None:
+    """A value or step part's point where the function is not real: sympy still computes a number
+    there from the simplified derivative (d/dx ln(sqrt x) = 1/(2x) at x = -2), but it means nothing."""
+    if ref.point is None:
+        return None
+    variables = sorted(ref.point, key=str)
+    coordinates = [mpmath.mpf(str(sympy.N(ref.point[v], 60))) for v in variables]
+    for piece in ref.domain(index):
+        try:
+            RealFunction(sympy.S.Zero, variables, guards=[piece])(coordinates)
+        except Undefined:
+            shown = ", ".join(f"{v} = {ref.point[v]}" for v in variables)
+            return f"at {shown} the function is not real ({piece} is not), so its derivative is meaningless there"
+    return None
 
 
 def _once(lines: list[str], line: str) -> None:

@@ -412,22 +412,43 @@ def test_list_and_show_use_the_index_and_notice_a_changed_bank(tmp_path: Path):
 
 def test_an_answer_is_judged_where_the_function_exists_not_only_where_its_simplified_derivative_does(tmp_path: Path):
     """sympy's d/dx ln(sqrt x) is 1/(2x), real for x < 0 where ln(sqrt x) is not: the link-by-link answer
-    1/sqrt(x) * 1/(2 sqrt(x)) is right, and the reference is not judged for x < 0."""
+    1/sqrt(x) * 1/(2 sqrt(x)) is right, and the reference is not judged for x < 0. Each component on the
+    domain of its own function; roots sympy simplified away while reading (sqrt(x)^4) still count."""
     bank = bank_with(tmp_path, "domain.yaml",
-        "id: domain\ntitle: domains\nkind: composite\nvariables: [x]\n"
-        "define: {u: sqrt(x), y: ln(u), w: u^4, c: ln(cos(x))}\nparts:\n"
-        "  - {id: dy, derivative: {of: y, wrt: x}}\n  - {id: dw, derivative: {of: w, wrt: x}}\n"
-        "  - {id: dc, derivative: {of: c, wrt: x}}\n  - {id: named, derivative: {of: y, wrt: x}, allow: [x, u]}\n"
-        "  - {id: wrong, derivative: {of: y, wrt: x}}\n")
+                     "id: domain\ntitle: domains\nkind: composite\nvariables: [x]\n"
+                     "define: {u: sqrt(x), y: ln(u), w: u^4, c: ln(cos(x)), s: sqrt(x)^4, h: ln(x), k: x^2, q: ln(x)}\n"
+                     "parts:\n"
+                     "  - {id: dy, derivative: {of: y, wrt: x}}\n  - {id: dw, derivative: {of: w, wrt: x}}\n"
+                     "  - {id: dc, derivative: {of: c, wrt: x}}\n  - {id: named, derivative: {of: y, wrt: x}, allow: [x, u]}\n"
+                     "  - {id: ds, derivative: {of: s, wrt: x}}\n  - {id: typed, expected: '1/sqrt(x) * 1/(2 sqrt(x))'}\n"
+                     "  - {id: wrong, derivative: {of: y, wrt: x}}\n"
+                     "  - {id: apart, answer: vector, derivative: {of: [h, k], wrt: x}}\n"
+                     "  - {id: borrowed, derivative: {of: k, wrt: x}, allow: [x, q]}\n")
     answers = tmp_path / "answers.yaml"
     answers.write_text("answers:\n  domain:\n    dy: 1/sqrt(x) * 1/(2 sqrt(x))\n    dw: 4 (sqrt(x))^3 * 1/(2 sqrt(x))\n"
-                       "    dc: -sin(x)/sqrt(1 - sin(x)^2)\n    named: 1/u * 1/(2 sqrt(x))\n    wrong: 1/x\n")
+                       "    dc: -sin(x)/sqrt(1 - sin(x)^2)\n    named: 1/u * 1/(2 sqrt(x))\n"
+                       "    ds: 4 sqrt(x)^3 * 1/(2 sqrt(x))\n    typed: 1/sqrt(x) * 1/(2 sqrt(x))\n    wrong: 1/x\n"
+                       "    apart: [1/x, 2 abs(x)]\n    borrowed: 2 e^q\n")
     run = grade("submit", answers, "--exercises", bank, "--format", "json")
     assert run.code == 0, run.err
     parts = parts_of(run.json())
-    assert {p: parts[("domain", p)]["status"] for p in ("dy", "dw", "dc", "named", "wrong")} == {
-        "dy": "correct", "dw": "correct", "dc": "correct", "named": "correct", "wrong": "incorrect"}, run.out
+    status = {p: parts[("domain", p)]["status"] for p in ("dy", "dw", "dc", "named", "ds", "typed", "wrong", "apart", "borrowed")}
+    assert status == {"dy": "correct", "dw": "correct", "dc": "correct", "named": "correct", "ds": "correct",
+                      "typed": "correct", "wrong": "incorrect", "apart": "incorrect", "borrowed": "incorrect"}, run.out
     assert "x = -" not in parts[("domain", "wrong")]["feedback"], "no point outside the function's domain is shown"
+    assert parts[("domain", "apart")]["score"] == 0.5, "d(x^2)/dx is judged for x < 0 too, where ln(x) is not real"
+
+
+def test_a_domain_never_widens_the_tolerance(tmp_path: Path):
+    """softplus(y) = ln(1 + e^y) is huge far out: its size must not enter the reference's scale."""
+    bank = bank_with(tmp_path, "soft.yaml",
+                     "id: soft\ntitle: softplus\nkind: gradient\nvariables: [x, y]\ndefine: {s: ln(1 + e^y), f: x^2 + s}\n"
+                     "parts:\n  - {id: dfdx, derivative: {of: f, wrt: x}}\n")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text('answers:\n  soft: {dfdx: "2x + e^(y - 200)"}\n')
+    run = grade("submit", answers, "--exercises", bank, "--format", "json")
+    assert run.code == 0, run.err
+    assert parts_of(run.json())[("soft", "dfdx")]["status"] == "incorrect", run.out
 
 
 def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path: Path):

@@ -276,6 +276,19 @@ BROKEN = [
           - id: d  # <-
             derivative: {of: y, wrt: x}
         """, ["duplicate part id 'd'"]),
+    ("point-outside-the-domain", """\
+        id: point-outside-the-domain
+        title: The slope of ln(sqrt x) at x = -2
+        kind: composite
+        variables: [x]
+        define:
+          u: sqrt(x)
+          y: ln(u)
+        parts:
+          - id: slope
+            answer: value
+            derivative: {of: y, wrt: x, at: {x: -2}}  # <- 1/(2x) computes, but ln(sqrt x) is not real there
+        """, ["at x = -2 the function is not real"]),
 ]
 
 
