@@ -22,7 +22,7 @@ from grader import arrays, diagnosis, helper, refcache
 from grader.bank import Entry
 from grader.budget import time_budget
 from grader.compile import Compiled, PartReference, compile_exercise
-from grader.equivalence import (CHALLENGE_POINTS, MAX_SKIPPED, OUT_OF_RANGE, RealFunction, Verdict, challenge, compare, evaluate,
+from grader.equivalence import (CHALLENGE_POINTS, MAX_SKIPPED, MIN_POINTS, OUT_OF_RANGE, RealFunction, Verdict, challenge, compare, evaluate,
                                  matches_at, sample, values_close, VALUE_REL_TOL)
 from grader.errors import BudgetExceeded, GraderError, InputError, MathSyntaxError
 from grader.launch import Launched, launch
@@ -441,7 +441,8 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     part = ref.part
     if sandbox is None:
         return _result(part, "missing", f"No code file with a function `{part.entry}`.")
-    orc = oracle(compiled, ref.exprs[0], seed, ref.domain(0))
+    domain = tuple(dict.fromkeys(piece for index in range(len(ref.exprs)) for piece in ref.domain(index)))
+    orc = oracle(compiled, ref.exprs[0], seed, domain)
     # a challenge point (see judge), seeded by the student's file: a table of answers at the public
     # sample points does not pass (one is enough here: student code is not looked at far out)
     extra = list(itertools.islice(challenge(orc.reference, orc.points, _seed_of_text(seed, sandbox.fingerprint), far=False), 1))
@@ -449,9 +450,11 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
     columns = [orc.values + [value for _, value in extra]] + [evaluate(RealFunction(e, orc.variables), points)
                                                               for e in ref.exprs[1:]]
     returned: list[float] = []
+    judged = 0
     for index, point in enumerate(points):
         if any(column[index] is None for column in columns):
             continue
+        judged += 1
         args = [float(v) for v in point]
         call = sandbox.call(part.entry, *args)
         if call.status != "ok":
@@ -472,7 +475,9 @@ def _grade_function(compiled: Compiled, ref: PartReference, seed: int, sandbox: 
                            mistake=found.mistake if found else None)
         if not ref.shape and index < len(orc.points):
             returned.append(float(got))
-    return _result(part, "correct", f"Correct at {len(points)} sampled points.", part.entry, 1.0, output=sandbox.output or None)
+    if judged < MIN_POINTS:
+        raise InputError(f"{compiled.path}: part {part.id}: the reference is not real anywhere we looked")
+    return _result(part, "correct", f"Correct at {judged} sampled points.", part.entry, 1.0, output=sandbox.output or None)
 
 
 def _diagnose_function(compiled: Compiled, ref: PartReference, orc: Oracle, sandbox: Sandbox,

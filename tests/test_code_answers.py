@@ -159,3 +159,24 @@ def test_a_table_of_answers_at_the_public_sample_points_is_not_a_derivative(tmp_
     part = parts_of(run.json())[("gaussian-in-code", "code")]
     assert part["status"] == "incorrect", part
     assert "your function returned 0" in part["feedback"]
+
+
+def test_a_function_part_is_called_only_where_every_component_exists(tmp_path: Path):
+    """[d(x^2)/dx, d ln(sqrt x)/dx] written with math.sqrt is right whichever component comes first; a function
+    that is wrong everywhere is never right for want of points."""
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    (bank / "vec.yaml").write_text(
+        "id: vec\ntitle: two derivatives\nkind: composite\nvariables: [x]\ndefine: {k: x^2, u: sqrt(x), y: ln(u)}\n"
+        "parts:\n  - {id: ky, answer: function, entry: ky, derivative: {of: [k, y], wrt: x}}\n"
+        "  - {id: yk, answer: function, entry: yk, derivative: {of: [y, k], wrt: x}}\n"
+        "  - {id: zero, answer: function, entry: zero, derivative: {of: [k, y], wrt: x}}\n")
+    (tmp_path / "answers.yaml").write_text("code: solution.py\nanswers: {}\n")
+    (tmp_path / "solution.py").write_text(
+        "import math\n\ndef ky(x):\n    return [2 * x, 1 / math.sqrt(x) / (2 * math.sqrt(x))]\n\n"
+        "def yk(x):\n    return [1 / math.sqrt(x) / (2 * math.sqrt(x)), 2 * x]\n\n"
+        "def zero(x):\n    return [0.0, 0.0]\n")
+    run = grade("submit", tmp_path / "answers.yaml", "--exercises", bank, "--format", "json")
+    assert run.code == 0, run.err
+    parts = parts_of(run.json())
+    assert [parts[("vec", p)]["status"] for p in ("ky", "yk", "zero")] == ["correct", "correct", "incorrect"], run.out

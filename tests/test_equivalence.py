@@ -454,3 +454,16 @@ def test_huge_intermediates_in_an_answer_neither_widen_its_tolerance_nor_break_a
     big = sympy.Integer(10) ** power
     zero = sympy.Mul(big, sympy.sin(x) ** 2 + sympy.cos(x) ** 2, evaluate=False) - big
     assert equivalent(2 * x, 2 * x + offset + zero, [x]).equal == (offset == 0)
+
+
+@pytest.mark.parametrize("n_vars", [3, 4])
+def test_sampling_finds_a_simplex_of_probabilities_whatever_the_seed(n_vars: int):
+    """p_i > 0 and sum p_i < 1 is a sliver of [-10, 10]^n: independent draws per coordinate miss it for
+    some seeds, which would leave an exercise ungradable depending on its ids."""
+    from reference.chain import symbol
+
+    coordinates = [symbol(f"p{i}") for i in range(n_vars)]
+    rest = 1 - sum(coordinates)
+    reference = RealFunction(sum(1 / p for p in coordinates) - n_vars / rest, coordinates,
+                             guards=[sympy.log(p) for p in coordinates] + [sympy.log(rest)])
+    assert [len(sample(reference, n_vars, seed=seed)) for seed in range(10)] == [16] * 10

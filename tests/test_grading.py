@@ -451,6 +451,37 @@ def test_a_domain_never_widens_the_tolerance(tmp_path: Path):
     assert parts_of(run.json())[("soft", "dfdx")]["status"] == "incorrect", run.out
 
 
+def test_a_definition_out_of_range_far_out_does_not_hide_a_difference_there(tmp_path: Path):
+    """ln(1 + e^(-y^2)) is real everywhere but beyond what we compute for |y| > 850: the far challenge points,
+    where an added e^(x - 200) shows, must still be judged, whatever the answer's spelling."""
+    spellings = ["2x + e^(x - 200)", "2 x + e^(x-200)", "2*x + e^(x - 200)", "2x+e^(x-200)", "e^(x - 200) + 2x",
+                 "2x + exp(x - 200)", "x + x + e^(x - 200)", "2x + e^(-200 + x)"]
+    bank = bank_with(tmp_path, "gauss.yaml",
+                     "id: gauss\ntitle: gauss\nkind: gradient\nvariables: [x, y]\n"
+                     "define: {g: e^(-y^2), s: ln(1 + g), f: x^2 + s}\nparts:\n"
+                     + "".join(f"  - {{id: d{i}, derivative: {{of: f, wrt: x}}}}\n" for i in range(len(spellings))))
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("answers:\n  gauss:\n" + "".join(f'    d{i}: "{text}"\n' for i, text in enumerate(spellings)))
+    run = grade("submit", answers, "--exercises", bank, "--format", "json")
+    assert run.code == 0, run.err
+    parts = parts_of(run.json())
+    assert {parts[("gauss", f"d{i}")]["status"] for i in range(len(spellings))} == {"incorrect"}, run.out
+
+
+def test_a_gradient_on_a_simplex_of_four_probabilities_is_graded(tmp_path: Path):
+    """The log barrier lives only where p, q, r, t > 0 and p + q + r + t < 1: a sliver of [-10, 10]^4."""
+    bank = bank_with(tmp_path, "simplex.yaml",
+                     "id: simplex\ntitle: log barrier\nkind: gradient\nvariables: [p, q, r, t]\n"
+                     "define: {s: 1 - p - q - r - t, f: ln(p) + ln(q) + ln(r) + ln(t) + ln(s)}\n"
+                     "parts:\n  - {id: g, answer: vector, derivative: {of: f, wrt: [p, q, r, t]}}\n")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text('answers:\n  simplex: {g: "[1/p - 1/s, 1/q - 1/s, 1/r - 1/s, 1/t - 1/s]"}\n'.replace(
+        "1/s", "1/(1 - p - q - r - t)"))
+    run = grade("submit", answers, "--exercises", bank, "--format", "json")
+    assert run.code == 0, run.err
+    assert parts_of(run.json())[("simplex", "g")]["status"] == "correct", run.out
+
+
 def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path: Path):
     """YAML makes -0.0000453999 a float, which Python writes as -4.53999e-05: its e is not Euler's number."""
     bank = bank_with(tmp_path, "small.yaml",
