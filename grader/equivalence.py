@@ -648,10 +648,6 @@ def _scan_steps(n_vars: int) -> list[float]:
     return [ratio ** -(i + 1) % 1 for i in range(n_vars)]
 
 
-_SCANS = ((-10, 10), (-1, 1), (0, 1))
-"""The boxes a scan takes turns with (see _candidates); one variable scans only the first."""
-
-
 def _candidates(
     rng: random.Random, n_vars: int, found: list[tuple[float, ...]]
 ) -> Iterator[tuple[float, ...]]:
@@ -661,10 +657,6 @@ def _candidates(
     random draw; the rest search near a random hit or, while there is none, scan [-10, 10]
     per coordinate with a low-discrepancy sequence: in one variable 1350 scan points leave
     no gap wider than 0.025, so narrow bands inside [-10, 10] are not missed by bad luck.
-    In two or more variables the scan takes turns with [-1, 1]^n and [0, 1]^n, where small
-    domains of several variables live (a unit ball; probabilities on a simplex):
-    independent draws per coordinate hit the 4-simplex about once in 10^5 tries, a scan of
-    [0, 1]^4 once in 24.
     """
     steps = _scan_steps(n_vars)
     starts = [rng.random() for _ in range(n_vars)]
@@ -676,8 +668,31 @@ def _candidates(
             yield _near(rng, rng.choice(found))
         else:
             scanned += 1
-            low, high = _SCANS[scanned % len(_SCANS)] if n_vars > 1 else _SCANS[0]
-            yield tuple(low + (high - low) * ((s + scanned * a) % 1) for s, a in zip(starts, steps))
+            yield _scan_point(starts, steps, scanned, (-10, 10))
+
+
+_SMALL_BOXES = ((-1, 1), (0, 1))
+"""Where small domains of several variables live: a unit ball; probabilities on a simplex."""
+
+
+def _in_small_boxes(rng: random.Random, n_vars: int, found: list[tuple[float, ...]]) -> Iterator[tuple[float, ...]]:
+    """More candidates for a domain of several variables that _candidates did not fill: scans of
+    [-1, 1]^n and [0, 1]^n in turn, and near the hits. Independent draws per coordinate hit the
+    simplex of 4 probabilities about once in 10^5 tries, a scan of [0, 1]^4 once in 24."""
+    steps = _scan_steps(n_vars)
+    starts = [rng.random() for _ in range(n_vars)]
+    scanned = 0
+    for attempt in itertools.count():
+        if found and attempt % 2:
+            yield _near(rng, rng.choice(found))
+        else:
+            scanned += 1
+            yield _scan_point(starts, steps, scanned, _SMALL_BOXES[scanned % 2])
+
+
+def _scan_point(starts: list[float], steps: list[float], index: int, box: tuple[float, float]) -> tuple[float, ...]:
+    low, high = box
+    return tuple(low + (high - low) * ((start + index * step) % 1) for start, step in zip(starts, steps))
 
 
 def sample(
@@ -689,13 +704,18 @@ def sample(
     Random draws mix uniform [-2, 2], uniform [-10, 10], signed log-uniform magnitudes in
     [1e-3, 1e3] and small integers offset by 1e-4..1e-1, independently per coordinate; see
     _candidates for how half-lines and narrow bands are filled. At most MAX_CANDIDATES are
-    tried; a domain none of them hits is reported by returning fewer points.
+    tried, and in two or more variables half as many more in small boxes (_in_small_boxes)
+    when those left points to find; a domain none of them hits is reported by returning
+    fewer points.
     """
     rng = random.Random(seed)
     found: list[tuple[float, ...]] = []
     samples = []
+    candidates: Iterator[tuple[float, ...]] = itertools.islice(_candidates(rng, n_vars, found), MAX_CANDIDATES)
+    if n_vars > 1:
+        candidates = itertools.chain(candidates, itertools.islice(_in_small_boxes(rng, n_vars, found), MAX_CANDIDATES // 2))
     with mpmath.workdps(DPS):
-        for candidate in itertools.islice(_candidates(rng, n_vars, found), MAX_CANDIDATES):
+        for candidate in candidates:
             if any(c.is_integer() for c in candidate):
                 continue
             point = tuple(mpmath.mpf(c) for c in candidate)
