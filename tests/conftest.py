@@ -39,6 +39,15 @@ def bank_with(folder: Path, name: str, text: str) -> Path:
     return bank
 
 
+def submit_parts(folder: Path, bank: Path, answers: str) -> dict[tuple[str, str], dict]:
+    """`grade submit` of an answers.yaml holding `answers`, against `bank`: its parts by (exercise, part)."""
+    file = folder / "answers.yaml"
+    file.write_text(answers)
+    run = grade("submit", file, "--exercises", bank, "--format", "json")
+    assert run.code == 0, run.err
+    return parts_of(run.json())
+
+
 def running(pids: set[int]) -> set[int]:
     """Those of `pids` not yet ended, from /proc (a zombie waiting for its reaper has ended)."""
     alive = set()

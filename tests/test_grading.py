@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, bank_with, grade, parts_of
+from conftest import FIXTURES, ROOT, bank_with, grade, parts_of, submit_parts
 from grader.grade import check
 from grader.options import Options
 
@@ -424,17 +424,13 @@ def test_an_answer_is_judged_where_the_function_exists_not_only_where_its_simpli
                      "  - {id: wrong, derivative: {of: y, wrt: x}}\n"
                      "  - {id: apart, answer: vector, derivative: {of: [h, k], wrt: x}}\n"
                      "  - {id: borrowed, derivative: {of: k, wrt: x}, allow: [x, q]}\n")
-    answers = tmp_path / "answers.yaml"
-    answers.write_text("answers:\n  domain:\n    dy: 1/sqrt(x) * 1/(2 sqrt(x))\n    dw: 4 (sqrt(x))^3 * 1/(2 sqrt(x))\n"
+    parts = submit_parts(tmp_path, bank, "answers:\n  domain:\n    dy: 1/sqrt(x) * 1/(2 sqrt(x))\n    dw: 4 (sqrt(x))^3 * 1/(2 sqrt(x))\n"
                        "    dc: -sin(x)/sqrt(1 - sin(x)^2)\n    named: 1/u * 1/(2 sqrt(x))\n"
                        "    ds: 4 sqrt(x)^3 * 1/(2 sqrt(x))\n    typed: 1/sqrt(x) * 1/(2 sqrt(x))\n    wrong: 1/x\n"
                        "    apart: [1/x, 2 abs(x)]\n    borrowed: 2 e^q\n")
-    run = grade("submit", answers, "--exercises", bank, "--format", "json")
-    assert run.code == 0, run.err
-    parts = parts_of(run.json())
     status = {p: parts[("domain", p)]["status"] for p in ("dy", "dw", "dc", "named", "ds", "typed", "wrong", "apart", "borrowed")}
     assert status == {"dy": "correct", "dw": "correct", "dc": "correct", "named": "correct", "ds": "correct",
-                      "typed": "correct", "wrong": "incorrect", "apart": "incorrect", "borrowed": "incorrect"}, run.out
+                      "typed": "correct", "wrong": "incorrect", "apart": "incorrect", "borrowed": "incorrect"}, parts
     assert "x = -" not in parts[("domain", "wrong")]["feedback"], "no point outside the function's domain is shown"
     assert parts[("domain", "apart")]["score"] == 0.5, "d(x^2)/dx is judged for x < 0 too, where ln(x) is not real"
 
@@ -444,11 +440,8 @@ def test_a_domain_never_widens_the_tolerance(tmp_path: Path):
     bank = bank_with(tmp_path, "soft.yaml",
                      "id: soft\ntitle: softplus\nkind: gradient\nvariables: [x, y]\ndefine: {s: ln(1 + e^y), f: x^2 + s}\n"
                      "parts:\n  - {id: dfdx, derivative: {of: f, wrt: x}}\n")
-    answers = tmp_path / "answers.yaml"
-    answers.write_text('answers:\n  soft: {dfdx: "2x + e^(y - 200)"}\n')
-    run = grade("submit", answers, "--exercises", bank, "--format", "json")
-    assert run.code == 0, run.err
-    assert parts_of(run.json())[("soft", "dfdx")]["status"] == "incorrect", run.out
+    parts = submit_parts(tmp_path, bank, 'answers:\n  soft: {dfdx: "2x + e^(y - 200)"}\n')
+    assert parts[("soft", "dfdx")]["status"] == "incorrect", parts
 
 
 def test_a_definition_out_of_range_far_out_does_not_hide_a_difference_there(tmp_path: Path):
@@ -460,12 +453,8 @@ def test_a_definition_out_of_range_far_out_does_not_hide_a_difference_there(tmp_
                      "id: gauss\ntitle: gauss\nkind: gradient\nvariables: [x, y]\n"
                      "define: {g: e^(-y^2), s: ln(1 + g), f: x^2 + s}\nparts:\n"
                      + "".join(f"  - {{id: d{i}, derivative: {{of: f, wrt: x}}}}\n" for i in range(len(spellings))))
-    answers = tmp_path / "answers.yaml"
-    answers.write_text("answers:\n  gauss:\n" + "".join(f'    d{i}: "{text}"\n' for i, text in enumerate(spellings)))
-    run = grade("submit", answers, "--exercises", bank, "--format", "json")
-    assert run.code == 0, run.err
-    parts = parts_of(run.json())
-    assert {parts[("gauss", f"d{i}")]["status"] for i in range(len(spellings))} == {"incorrect"}, run.out
+    parts = submit_parts(tmp_path, bank, "answers:\n  gauss:\n" + "".join(f'    d{i}: "{text}"\n' for i, text in enumerate(spellings)))
+    assert {parts[("gauss", f"d{i}")]["status"] for i in range(len(spellings))} == {"incorrect"}, parts
 
 
 def test_a_gradient_on_a_simplex_of_four_probabilities_is_graded(tmp_path: Path):
@@ -474,12 +463,9 @@ def test_a_gradient_on_a_simplex_of_four_probabilities_is_graded(tmp_path: Path)
                      "id: simplex\ntitle: log barrier\nkind: gradient\nvariables: [p, q, r, t]\n"
                      "define: {s: 1 - p - q - r - t, f: ln(p) + ln(q) + ln(r) + ln(t) + ln(s)}\n"
                      "parts:\n  - {id: g, answer: vector, derivative: {of: f, wrt: [p, q, r, t]}}\n")
-    answers = tmp_path / "answers.yaml"
-    answers.write_text('answers:\n  simplex: {g: "[1/p - 1/s, 1/q - 1/s, 1/r - 1/s, 1/t - 1/s]"}\n'.replace(
+    parts = submit_parts(tmp_path, bank, 'answers:\n  simplex: {g: "[1/p - 1/s, 1/q - 1/s, 1/r - 1/s, 1/t - 1/s]"}\n'.replace(
         "1/s", "1/(1 - p - q - r - t)"))
-    run = grade("submit", answers, "--exercises", bank, "--format", "json")
-    assert run.code == 0, run.err
-    assert parts_of(run.json())[("simplex", "g")]["status"] == "correct", run.out
+    assert parts[("simplex", "g")]["status"] == "correct", parts
 
 
 def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path: Path):
@@ -488,12 +474,8 @@ def test_an_unquoted_small_or_large_number_is_read_as_the_digits_typed(tmp_path:
         "id: small\ntitle: small numbers\nkind: composite\nvariables: [x]\ndefine: {y: e^(-x)}\nparts:\n"
         "  - {id: slope, answer: value, derivative: {of: y, wrt: x, at: {x: 10}}}\n"
         "  - {id: tiny, expected: 1/50000}\n  - {id: huge, expected: 10^17}\n")
-    answers = tmp_path / "answers.yaml"
-    answers.write_text("answers:\n  small: {slope: -0.0000453999, tiny: 0.00002, huge: 100000000000000000.0}\n")
-    run = grade("submit", answers, "--exercises", bank, "--format", "json")
-    assert run.code == 0, run.err
-    parts = parts_of(run.json())
-    assert [parts[("small", p)]["status"] for p in ("slope", "tiny", "huge")] == ["correct"] * 3, run.out
+    parts = submit_parts(tmp_path, bank, "answers:\n  small: {slope: -0.0000453999, tiny: 0.00002, huge: 100000000000000000.0}\n")
+    assert [parts[("small", p)]["status"] for p in ("slope", "tiny", "huge")] == ["correct"] * 3, parts
 
 
 def test_a_jacobian_may_be_typed_as_one_text_or_as_yaml_rows(tmp_path: Path):
